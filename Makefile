@@ -1,0 +1,33 @@
+# Two commands: `make demo` (whole DAG on the offline demo config) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CORES ?= all
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test install lint dag clean
+
+$(STAMP): pyproject.toml requirements/lock.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -c requirements/lock.txt -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES) --profile profiles/default
+	$(BIN)/snakemake --cores $(CORES) --profile profiles/default --report results/report.html
+	@echo "Results: results/tables/wer.csv, figures in results/figures/, report in results/report.html"
+
+test: $(STAMP)
+	$(BIN)/python -m pytest tests
+
+lint: $(STAMP)
+	$(BIN)/snakemake --lint
+
+dag: $(STAMP)
+	$(BIN)/snakemake --rulegraph | dot -Tpng > docs/rulegraph.png
+
+clean:
+	rm -rf results logs benchmarks/data benchmarks/augment benchmarks/finetune benchmarks/compress benchmarks/decode benchmarks/score benchmarks/report .snakemake

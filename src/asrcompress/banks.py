@@ -1,0 +1,165 @@
+"""Noise and room-impulse-response banks: audio files plus a manifest of their measured properties.
+
+A bank is a folder holding WAVs and ``manifest.jsonl`` (the :class:`~asrcompress.manifest.Utterance`
+record; ``speaker`` holds the source or category, ``text`` is empty). The demo makes its banks
+here; real corpora (MUSAN, OpenSLR-28) will fill the same format.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .audio import peak_normalize, read_audio, write_audio
+from .corpora.demo import Speaker, random_sentence, split_seed, synthesize
+from .io import atomic_directory
+from .manifest import Utterance, read_manifest, resolve_audio, write_manifest
+
+# Power-spectrum slope of each colour: |X(f)|^2 ~ f^-exponent.
+COLOUR_EXPONENTS = {"white": 0.0, "pink": 1.0, "brown": 2.0}
+DEMO_NOISE_TYPES = (*COLOUR_EXPONENTS, "babble")
+
+
+def coloured_noise(n_samples: int, colour: str, rng: np.random.Generator) -> np.ndarray:
+    """Gaussian noise shaped to a 1/f^k power spectrum, unit RMS."""
+    exponent = COLOUR_EXPONENTS[colour]
+    spectrum = np.fft.rfft(rng.standard_normal(n_samples))
+    freqs = np.fft.rfftfreq(n_samples)
+    freqs[0] = freqs[1]  # avoid the DC singularity for pink and brown
+    spectrum *= freqs ** (-exponent / 2.0)
+    spectrum[0] = 0.0
+    wave = np.fft.irfft(spectrum, n=n_samples)
+    return (wave / np.sqrt(np.mean(wave**2))).astype(np.float32)
+
+
+def babble(n_samples: int, talkers: Sequence[Speaker], sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+    """Several synthetic talkers, each a stream of random sentences, summed and scaled to unit RMS."""
+    mix = np.zeros(n_samples, dtype=np.float64)
+    for talker in talkers:
+        stream: list[np.ndarray] = []
+        filled = 0
+        while filled < n_samples:
+            wave = synthesize(random_sentence(rng, (4, 10)), talker, sample_rate)
+            stream.append(wave)
+            filled += len(wave)
+        talk = np.concatenate(stream)[:n_samples]
+        mix += talk / (np.sqrt(np.mean(talk**2)) + 1e-9)
+    return (mix / np.sqrt(np.mean(mix**2))).astype(np.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class NoiseBankSpec:
+    noise_type: str
+    n_files: int
+    seconds: float
+    sample_rate: int
+    seed: int
+    babble_talkers: Sequence[Speaker] = ()
+
+
+def build_noise_bank(spec: NoiseBankSpec, out_dir: str | Path) -> list[Utterance]:
+    rng = np.random.default_rng(split_seed(spec.seed, "noise", spec.noise_type))
+    n_samples = int(spec.seconds * spec.sample_rate)
+    records = []
+    for index in range(spec.n_files):
+        if spec.noise_type in COLOUR_EXPONENTS:
+            wave = coloured_noise(n_samples, spec.noise_type, rng)
+        elif spec.noise_type == "babble":
+            if not spec.babble_talkers:
+                raise ValueError("babble noise needs at least one talker (config: banks.noise.babble_voices)")
+            wave = babble(n_samples, spec.babble_talkers, spec.sample_rate, rng)
+        else:
+            raise ValueError(f"unknown demo noise type {spec.noise_type!r}")
+        name = f"{spec.noise_type}-{index:03d}"
+        records.append((Utterance(name, str(Path(out_dir) / f"{name}.wav"), n_samples / spec.sample_rate, spec.noise_type, ""), wave))
+    return _write_bank(out_dir, records, spec.sample_rate)
+
+
+def _write_bank(out_dir: str | Path, records: list[tuple[Utterance, np.ndarray]], sample_rate: int) -> list[Utterance]:
+    with atomic_directory(out_dir) as staging:
+        for record, wave in records:
+            write_audio(staging / Path(record.path).name, peak_normalize(wave, 0.9), sample_rate)
+        write_manifest(staging / "manifest.jsonl", [record for record, _ in records])
+    return [record for record, _ in records]
+
+
+@dataclasses.dataclass(frozen=True)
+class RirBankSpec:
+    rt60_s: float
+    n_rooms: int
+    sample_rate: int
+    seed: int
+    room_size_range: tuple[tuple[float, float], tuple[float, float], tuple[float, float]] = ((3.0, 8.0), (3.0, 8.0), (2.5, 3.5))
+
+
+def measured_rt60(rir: np.ndarray, sample_rate: int) -> float:
+    import pyroomacoustics as pra
+
+    return float(pra.experimental.measure_rt60(rir, fs=sample_rate, decay_db=30))
+
+
+def simulate_rir(rt60_s: float, room_dim: Sequence[float], source: Sequence[float], mic: Sequence[float], sample_rate: int) -> np.ndarray:
+    """Image-method RIR of a shoebox room with the absorption Sabine's formula gives for ``rt60_s``."""
+    import pyroomacoustics as pra
+
+    absorption, max_order = pra.inverse_sabine(rt60_s, room_dim)
+    room = pra.ShoeBox(room_dim, fs=sample_rate, materials=pra.Material(absorption), max_order=max_order)
+    room.add_source(list(source))
+    room.add_microphone(list(mic))
+    room.compute_rir()
+    return np.asarray(room.rir[0][0], dtype=np.float32)
+
+
+def build_rir_bank(spec: RirBankSpec, out_dir: str | Path) -> list[Utterance]:
+    """Rooms of random size with random source and microphone positions; the RT60 actually reached
+    (inverse Sabine overshoots in small rooms) is measured and recorded."""
+    rng = np.random.default_rng(split_seed(spec.seed, "rir", f"{spec.rt60_s:g}"))
+    records = []
+    for index in range(spec.n_rooms):
+        room = [float(rng.uniform(lo, hi)) for lo, hi in spec.room_size_range]
+        margin = 0.5
+        source = [float(rng.uniform(margin, d - margin)) for d in room]
+        mic = [float(rng.uniform(margin, d - margin)) for d in room]
+        rir = simulate_rir(spec.rt60_s, room, source, mic, spec.sample_rate)
+        records.append((
+            Utterance(
+                f"rir-{index:03d}", str(Path(out_dir) / f"rir-{index:03d}.wav"), len(rir) / spec.sample_rate, "simulated", "",
+                extra={
+                    "rt60_target_s": spec.rt60_s,
+                    "rt60_measured_s": round(measured_rt60(rir, spec.sample_rate), 4),
+                    "room_m": [round(d, 3) for d in room],
+                    "source_m": [round(d, 3) for d in source],
+                    "mic_m": [round(d, 3) for d in mic],
+                },
+            ),
+            rir,
+        ))
+    return _write_bank(out_dir, records, spec.sample_rate)
+
+
+@dataclasses.dataclass
+class Bank:
+    """A loaded bank: records and their waveforms, in manifest order."""
+
+    records: list[Utterance]
+    waves: list[np.ndarray]
+
+    @classmethod
+    def load(cls, manifest_path: str | Path, sample_rate: int) -> "Bank":
+        records = read_manifest(manifest_path)
+        if not records:
+            raise ValueError(f"{manifest_path}: bank is empty")
+        waves = [read_audio(resolve_audio(r, manifest_path), sample_rate) for r in records]
+        return cls(records, waves)
+
+
+def talkers_from_voices(voices: Sequence[str], n_talkers: int) -> list[Speaker]:
+    """``n_talkers`` babble talkers cycling through ``voices`` at varied rates and pitches."""
+    rates, pitches = (150, 175, 200), (35, 50, 65)
+    return [
+        Speaker(voices[i % len(voices)], rates[i % len(rates)], pitches[(i // len(rates)) % len(pitches)])
+        for i in range(n_talkers if voices else 0)
+    ]

@@ -1,0 +1,1 @@
+"""Compression methods, reached through :mod:`asrcompress.compression.registry`."""

@@ -1,0 +1,1 @@
+"""Corpora: each module turns a source (synthesis, a downloaded corpus) into manifests."""

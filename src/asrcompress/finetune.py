@@ -1,0 +1,81 @@
+"""The fine-tuning stage: build or load the model, train it, save it with a card."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from typing import Any, Callable
+
+import numpy as np
+
+from .cost import count_parameters, directory_bytes
+from .io import atomic_directory, write_json
+from .models import ModelSpec, build_model, build_processor, save_model_dir
+from .training import TrainConfig, train
+
+log = logging.getLogger(__name__)
+
+
+def training_augmenter(augment: dict[str, Any], sample_rate: int) -> Callable[[np.ndarray, np.random.Generator], np.ndarray] | None:
+    """On-the-fly coloured noise at a random SNR (audiomentations), for matched-condition training.
+
+    Returns ``None`` when ``noise_prob`` is 0, which is clean (mismatched) training.
+    """
+    probability = float(augment.get("noise_prob", 0.0))
+    if probability <= 0:
+        return None
+    from audiomentations import AddColorNoise
+
+    low, high = augment.get("snr_db", [5, 30])
+    transform = AddColorNoise(min_snr_db=low, max_snr_db=high, p=1.0)
+
+    def apply(wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if rng.random() >= probability:
+            return wave
+        # audiomentations draws from the global NumPy generator: seed it from ours for reproducibility.
+        np.random.seed(int(rng.integers(2**31)))
+        return transform(samples=wave, sample_rate=sample_rate)
+
+    return apply
+
+
+def finetune_model(
+    model_name: str,
+    model_entry: dict[str, Any],
+    training: dict[str, Any],
+    train_manifest: str,
+    dev_manifest: str,
+    out_dir: str | os.PathLike[str],
+    checkpoint_dir: str | os.PathLike[str],
+    sample_rate: int,
+    seed: int,
+    threads: int = 0,
+) -> dict[str, Any]:
+    """Fine-tune and write ``out_dir`` (save_pretrained folder + processor + ``card.json``)."""
+    import torch
+
+    torch.manual_seed(seed)
+    spec = ModelSpec.from_config(model_name, {**model_entry, "sample_rate": sample_rate})
+    processor = build_processor(sample_rate)
+    model = build_model(spec, processor)
+    config = TrainConfig.from_config({**training, "seed": seed, "threads": threads})
+    counts = count_parameters(model)
+    log.info("model %s (%s): %d parameters", model_name, spec.init, counts.parameters)
+    result = train(model, processor, train_manifest, dev_manifest, checkpoint_dir, config, sample_rate,
+                   augmenter=training_augmenter(config.augment, sample_rate))
+    with atomic_directory(out_dir) as staging:
+        save_model_dir(model, processor, staging)
+        card = {
+            "model": model_name,
+            "init": spec.init,
+            "pretrained_id": spec.pretrained_id,
+            "parameters": counts.parameters,
+            "training": dataclasses.asdict(config),
+            "result": dataclasses.asdict(result),
+            "bytes_on_disk": directory_bytes(staging),
+        }
+        write_json(staging / "card.json", card)
+    log.info("saved %s: dev WER %.2f%% CER %.2f%% after %d steps (%.0f s)",
+             out_dir, 100 * result.dev_wer, 100 * result.dev_cer, result.steps, result.wall_s)
+    return card

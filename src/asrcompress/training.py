@@ -1,0 +1,248 @@
+"""CTC fine-tuning: seeded, resumable after a kill, with dev CER/WER in the log."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from .audio import read_audio
+from .decoding import greedy_ctc, ids_to_text
+from .manifest import Utterance, read_manifest, resolve_audio
+from .scoring import count_errors, total
+from .text import normalize
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """``config.finetune``: the optimisation recipe."""
+
+    steps: int = 3000
+    batch_seconds: float = 60.0
+    learning_rate: float = 1e-3
+    warmup_steps: int = 300
+    weight_decay: float = 0.0
+    grad_clip: float = 5.0
+    eval_every: int = 500
+    checkpoint_every: int = 250
+    seed: int = 0
+    freeze_feature_encoder: bool = False
+    threads: int = 0
+    augment: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, entry: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in entry.items() if k in known})
+
+
+@dataclasses.dataclass
+class TrainResult:
+    steps: int
+    wall_s: float
+    final_train_loss: float
+    dev_wer: float
+    dev_cer: float
+    history: list[dict[str, float]]
+
+
+def fingerprint(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def load_waves(utterances: Sequence[Utterance], manifest_path: str, sample_rate: int) -> list[np.ndarray]:
+    return [read_audio(resolve_audio(utt, manifest_path), sample_rate) for utt in utterances]
+
+
+def length_bucketed_batches(
+    lengths: Sequence[int], max_samples: int, rng: np.random.Generator
+) -> list[list[int]]:
+    """Batches of similar-length utterances holding at most ``max_samples`` padded samples, in random order."""
+    order = rng.permutation(len(lengths))
+    # Sort within large random pools: little padding, but batches still differ between epochs.
+    pool = 512
+    batches: list[list[int]] = []
+    for start in range(0, len(order), pool):
+        chunk = sorted(order[start : start + pool], key=lambda i: lengths[i])
+        batch: list[int] = []
+        for index in chunk:
+            longest = max([lengths[i] for i in batch] + [lengths[index]])
+            if batch and longest * (len(batch) + 1) > max_samples:
+                batches.append(batch)
+                batch = []
+            batch.append(int(index))
+        if batch:
+            batches.append(batch)
+    rng.shuffle(batches)
+    return batches
+
+
+def batch_stream(lengths: Sequence[int], max_samples: int, seed: int, start_step: int) -> Iterator[list[int]]:
+    """Batches for steps ``start_step, start_step + 1, ...``; epoch ``e`` is fixed by ``(seed, e)``, so a
+    resumed run sees exactly the batches an uninterrupted one would."""
+    step, epoch = 0, 0
+    while True:
+        batches = length_bucketed_batches(lengths, max_samples, np.random.default_rng([seed, epoch]))
+        for batch in batches:
+            if step >= start_step:
+                yield batch
+            step += 1
+        epoch += 1
+
+
+def collate(processor, waves: Sequence[np.ndarray], texts: Sequence[str] | None, sample_rate: int) -> dict[str, torch.Tensor]:
+    inputs = processor.feature_extractor(
+        list(waves), sampling_rate=sample_rate, padding=True, return_attention_mask=True, return_tensors="pt"
+    )
+    batch = {"input_values": inputs.input_values, "attention_mask": inputs.attention_mask}
+    if texts is not None:
+        encoded = [processor.tokenizer(normalize(t)).input_ids for t in texts]
+        width = max(len(ids) for ids in encoded)
+        labels = torch.full((len(encoded), width), -100, dtype=torch.long)
+        for row, ids in enumerate(encoded):
+            labels[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        batch["labels"] = labels
+    return batch
+
+
+def lr_lambda(warmup: int, total_steps: int) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+@torch.no_grad()
+def evaluate(model, processor, waves, texts, sample_rate: int, batch_seconds: float = 120.0) -> tuple[float, float]:
+    """Greedy-decoding WER and CER over a dev set."""
+    model.eval()
+    lengths = [len(w) for w in waves]
+    order = sorted(range(len(waves)), key=lambda i: lengths[i])
+    max_samples = int(batch_seconds * sample_rate)
+    counts = []
+    start = 0
+    while start < len(order):
+        end = start + 1
+        while end < len(order) and lengths[order[end]] * (end - start + 1) <= max_samples:
+            end += 1
+        index = order[start:end]
+        batch = collate(processor, [waves[i] for i in index], None, sample_rate)
+        logits = model(batch["input_values"], attention_mask=batch["attention_mask"]).logits
+        frames = model._get_feat_extract_output_lengths(batch["attention_mask"].sum(-1))
+        for i, ids in zip(index, greedy_ctc(logits, frames, processor.tokenizer.pad_token_id)):
+            counts.append(count_errors(texts[i], ids_to_text(ids, processor.tokenizer)))
+        start = end
+    model.train()
+    summary = total(counts)
+    return summary.wer, summary.cer
+
+
+def train(
+    model: torch.nn.Module,
+    processor,
+    train_manifest: str,
+    dev_manifest: str,
+    checkpoint_dir: str | os.PathLike[str],
+    config: TrainConfig,
+    sample_rate: int,
+    augmenter: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
+) -> TrainResult:
+    """Fine-tune ``model`` with CTC. Resumes from ``checkpoint_dir`` when a checkpoint of the same
+    recipe and data exists, so a killed job loses at most ``checkpoint_every`` steps."""
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    train_utts, dev_utts = read_manifest(train_manifest), read_manifest(dev_manifest)
+    train_waves = load_waves(train_utts, train_manifest, sample_rate)
+    dev_waves = load_waves(dev_utts, dev_manifest, sample_rate)
+    train_texts, dev_texts = [u.text for u in train_utts], [u.text for u in dev_utts]
+    log.info("train: %d utterances (%.1f h); dev: %d", len(train_utts), sum(map(len, train_waves)) / sample_rate / 3600, len(dev_utts))
+
+    if config.freeze_feature_encoder and hasattr(model, "freeze_feature_encoder"):
+        model.freeze_feature_encoder()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config.warmup_steps, config.steps))
+
+    run_id = fingerprint(dataclasses.asdict(config), [(u.id, u.text) for u in train_utts], model.config.to_dict())
+    checkpoint = Path(checkpoint_dir) / "checkpoint.pt"
+    start_step, history = 0, []
+    if checkpoint.exists():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        if state.get("run_id") == run_id:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            torch.set_rng_state(state["torch_rng"])
+            start_step, history = state["step"], state["history"]
+            log.info("resumed from %s at step %d", checkpoint, start_step)
+        else:
+            log.info("ignoring %s: it belongs to another recipe or data", checkpoint)
+
+    lengths = [len(w) for w in train_waves]
+    max_samples = int(config.batch_seconds * sample_rate)
+    model.train()
+    started = time.time()
+    loss_window: list[float] = []
+    dev_wer = dev_cer = float("nan")
+    stream = batch_stream(lengths, max_samples, config.seed, start_step)
+    for step in range(start_step, config.steps):
+        index = next(stream)
+        waves = [train_waves[i] for i in index]
+        if augmenter is not None:
+            rng = np.random.default_rng([config.seed, step])
+            waves = [augmenter(w, rng) for w in waves]
+        batch = collate(processor, waves, [train_texts[i] for i in index], sample_rate)
+        loss = model(**batch).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        loss_window.append(float(loss))
+        done = step + 1
+        if done % 50 == 0 or done == config.steps:
+            rate = (done - start_step) / max(1e-9, time.time() - started)
+            log.info(
+                "step %d/%d loss %.3f lr %.2e %.2f steps/s eta %.0f s",
+                done, config.steps, np.mean(loss_window), scheduler.get_last_lr()[0], rate, (config.steps - done) / max(rate, 1e-9),
+            )
+        if done % config.eval_every == 0 or done == config.steps:
+            dev_wer, dev_cer = evaluate(model, processor, dev_waves, dev_texts, sample_rate)
+            history.append({"step": done, "train_loss": float(np.mean(loss_window)), "dev_wer": dev_wer, "dev_cer": dev_cer})
+            log.info("eval step %d: dev WER %.2f%% CER %.2f%%", done, 100 * dev_wer, 100 * dev_cer)
+            loss_window = []
+        if done % config.checkpoint_every == 0 and done < config.steps:
+            save_checkpoint(checkpoint, run_id, done, model, optimizer, scheduler, history)
+    final_loss = history[-1]["train_loss"] if history else float("nan")
+    return TrainResult(config.steps, time.time() - started, final_loss, dev_wer, dev_cer, history)
+
+
+def save_checkpoint(path: Path, run_id: str, step: int, model, optimizer, scheduler, history) -> None:
+    from .io import atomic_path
+
+    state = {
+        "run_id": run_id,
+        "step": step,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "history": history,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)

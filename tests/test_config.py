@@ -1,0 +1,58 @@
+"""Bad configs stop before any job, with a message naming the key."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from asrcompress.config import build_grid, check_schema, load_config
+from asrcompress.errors import ConfigError
+
+from workflow_utils import REPO, snakemake, tiny_config, workflow_copy
+
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def broken(change):
+    config = tiny_config()
+    change(config)
+    return config
+
+
+BAD_CONFIGS = {
+    "unknown-key": (lambda c: c["conditions"].update(nois={"types": ["white"]}), "conditions.nois"),
+    "unknown-top-key": (lambda c: c.update(sead=3), "sead"),
+    "wrong-type": (lambda c: c["finetune"].update(steps="many"), "finetune.steps"),
+    "snr-as-text": (lambda c: c["conditions"]["noise"].update(snr_db=[20, "ten"]), "conditions.noise.snr_db[1]"),
+    "empty-variants": (lambda c: c.update(compression=[]), "compression"),
+    "unknown-method": (lambda c: c["compression"].append({"method": "svd"}), "compression[3].method"),
+    "unknown-noise": (lambda c: c["conditions"]["noise"].update(types=["traffic"]), "conditions"),
+}
+
+
+@pytest.mark.parametrize("name", BAD_CONFIGS)
+def test_library_names_the_key(name):
+    change, key = BAD_CONFIGS[name]
+    config = broken(change)
+    with pytest.raises(ConfigError) as err:
+        check_schema(config, SCHEMA)
+        build_grid(config)
+    assert f"'{key}'" in str(err.value)
+
+
+def test_demo_and_tiny_configs_are_valid():
+    _, grid = load_config(REPO / "config" / "config.yaml", SCHEMA)
+    assert len(grid.conditions) >= 1 + 3 * 4 + 2 + 1
+    assert {v.method for v in grid.variants} >= {"none", "dynamic_int8", "magnitude"}
+    check_schema(tiny_config(), SCHEMA)
+
+
+@pytest.mark.parametrize("name", ["unknown-key", "snr-as-text", "empty-variants"])
+def test_workflow_stops_before_any_job(tmp_path, name):
+    change, key = BAD_CONFIGS[name]
+    workdir = workflow_copy(tmp_path, broken(change))
+    result = snakemake(workdir)
+    assert result.returncode != 0
+    assert key in result.stdout + result.stderr
+    assert not (workdir / "results").exists()

@@ -1,0 +1,66 @@
+import numpy as np
+import pytest
+import torch
+
+from asrcompress.audio import write_audio
+from asrcompress.manifest import Utterance, write_manifest
+from asrcompress.training import TrainConfig, batch_stream, length_bucketed_batches, train
+
+from helpers import tiny_model
+
+
+def test_batches_respect_budget_and_cover_each_epoch():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(100, 1000, size=300).tolist()
+    batches = length_bucketed_batches(lengths, 3000, np.random.default_rng(1))
+    assert sorted(i for b in batches for i in b) == list(range(300))
+    assert all(max(lengths[i] for i in b) * len(b) <= 3000 for b in batches)
+
+
+def test_resumed_stream_sees_the_same_batches():
+    lengths = list(range(100, 400, 7))
+    full = batch_stream(lengths, 1000, seed=5, start_step=0)
+    first = [next(full) for _ in range(60)]
+    resumed = batch_stream(lengths, 1000, seed=5, start_step=37)
+    assert [next(resumed) for _ in range(23)] == first[37:]
+
+
+@pytest.fixture(scope="module")
+def tiny_corpus(tmp_path_factory, shared_data, transcripts):
+    """Eight real LibriSpeech utterances, cut to 1.5 s to keep the test fast."""
+    import soundfile as sf
+
+    root = tmp_path_factory.mktemp("corpus")
+    utts = []
+    for row in transcripts[:8]:
+        wave, rate = sf.read(str(shared_data / row["path"]), dtype="float32")
+        path = root / f"{row['utt_id']}.wav"
+        write_audio(path, wave[: int(1.5 * rate)], rate)
+        utts.append(Utterance(row["utt_id"], str(path), 1.5, "s", " ".join(row["text"].split()[:4])))
+    write_manifest(root / "train.jsonl", utts)
+    write_manifest(root / "dev.jsonl", utts[:2])
+    return str(root / "train.jsonl"), str(root / "dev.jsonl")
+
+
+def _run(tmp_path, corpus, steps, checkpoint_dir):
+    torch.manual_seed(0)
+    model, processor = tiny_model()
+    config = TrainConfig(steps=steps, batch_seconds=4.0, learning_rate=1e-3, warmup_steps=2, eval_every=100,
+                         checkpoint_every=3, seed=0, threads=1)
+    result = train(model, processor, *corpus, checkpoint_dir, config, 16000)
+    return model, result
+
+
+def test_training_runs_and_a_killed_run_resumes_identically(tmp_path, tiny_corpus):
+    straight, result = _run(tmp_path, tiny_corpus, 6, tmp_path / "a")
+    assert np.isfinite(result.final_train_loss)
+    assert np.isfinite(result.dev_cer)
+    # A kill after step 3: all that survives is the step-3 checkpoint (the final step writes none).
+    import shutil
+
+    (tmp_path / "killed").mkdir()
+    shutil.copy(tmp_path / "a" / "checkpoint.pt", tmp_path / "killed" / "checkpoint.pt")
+    assert torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=False)["step"] == 3
+    resumed, _ = _run(tmp_path, tiny_corpus, 6, tmp_path / "killed")
+    for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
+        assert torch.equal(a, b), name

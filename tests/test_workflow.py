@@ -1,0 +1,90 @@
+"""The real workflow, end to end, on the tiny config (marked slow; part of make test)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from workflow_utils import REPO, planned_jobs, snakemake, tiny_config, workflow_copy, write_config
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    workdir = workflow_copy(tmp_path_factory.mktemp("run"), tiny_config())
+    result = snakemake(workdir)
+    assert result.returncode == 0, result.stderr[-5000:]
+    return workdir
+
+
+@pytest.mark.slow
+def test_whole_dag_produces_the_table_and_figures(finished_run):
+    table = pd.read_csv(finished_run / "results" / "tables" / "wer.csv")
+    config = tiny_config()
+    n_conditions = 1 + 2 * 2 + 1 + 1
+    assert len(table) == 3 * n_conditions
+    for column in ["model", "method", "level", "condition", "noise", "snr_db", "rt60_s", "wer", "cer", "n_utts",
+                   "n_words", "size_mb", "nonzero_params", "rtf", "wer_ci_low", "wer_ci_high"]:
+        assert column in table.columns, column
+    assert set(table["variant"]) == {"none", "dynamic_int8", "magnitude~0.5"}
+    assert (table["n_utts"] == config["corpus"]["demo"]["splits"]["test"]["n_utterances"]).all()
+    noisy = table[table["kind"] == "noise"]
+    assert (noisy["snr_db_measured"] - noisy["snr_db"]).abs().max() < 0.1
+    sizes = table.groupby("variant")["size_mb"].first()
+    assert sizes["dynamic_int8"] < sizes["none"]
+    pruned = table[table["variant"] == "magnitude~0.5"]["nonzero_params"].iloc[0]
+    assert pruned < table[table["variant"] == "none"]["nonzero_params"].iloc[0]
+    for figure in ["wer_vs_snr", "wer_per_condition", "wer_vs_sparsity", "wer_vs_size"]:
+        assert (finished_run / "results" / "figures" / f"{figure}.png").stat().st_size > 5000
+    card = json.loads((finished_run / "results" / "models" / "tiny" / "baseline" / "card.json").read_text())
+    assert card["result"]["steps"] == 8 and len(card["result"]["history"]) == 2
+    assert "dev WER" in (finished_run / "logs" / "finetune" / "tiny.log").read_text()
+    for rule in ["demo_corpus", "augment", "finetune", "compress", "decode", "score", "aggregate", "plot"]:
+        assert list((finished_run / "benchmarks").rglob("*.tsv")), rule
+
+
+@pytest.mark.slow
+def test_second_run_has_nothing_to_do_and_is_fast(finished_run):
+    assert planned_jobs(finished_run) == []
+    started = time.time()
+    result = snakemake(finished_run)
+    assert result.returncode == 0
+    assert "Nothing to be done" in result.stdout + result.stderr
+    assert time.time() - started < 30  # the benchmark measures the real figure (no-op rerun)
+
+
+@pytest.mark.slow
+def test_changing_one_snr_reruns_only_that_condition(finished_run):
+    config = tiny_config()
+    config["conditions"]["noise"]["snr_db"] = [20, 7]
+    write_config(finished_run, config)
+    jobs = planned_jobs(finished_run)
+    rules = sorted({rule for rule, _ in jobs})
+    assert rules == ["aggregate", "all", "augment", "decode", "plot", "score"], jobs
+    touched = {wc for rule, wc in jobs if rule in ("augment", "decode", "score")}
+    assert all("/7" in wc for wc in touched), touched
+    assert len([j for j in jobs if j[0] == "augment"]) == 2  # white and babble at 7 dB
+    assert len([j for j in jobs if j[0] == "decode"]) == 2 * 3
+    write_config(finished_run, tiny_config())
+
+
+@pytest.mark.slow
+def test_same_config_gives_bitwise_identical_test_sets_and_wer(finished_run, tmp_path):
+    again = workflow_copy(tmp_path, tiny_config())
+    result = snakemake(again, "results/tables/wer.csv")
+    assert result.returncode == 0, result.stderr[-3000:]
+    for wav in sorted((finished_run / "results" / "conditions").rglob("*.wav"))[:20]:
+        twin = again / wav.relative_to(finished_run)
+        assert wav.read_bytes() == twin.read_bytes(), wav
+    columns = ["variant", "condition", "wer", "cer", "substitutions", "deletions", "insertions"]
+    a = pd.read_csv(finished_run / "results" / "tables" / "wer.csv")[columns]
+    b = pd.read_csv(again / "results" / "tables" / "wer.csv")[columns]
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_lint_is_clean():
+    result = snakemake(REPO, "--lint")
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,19 @@
+# Stage 2: the mismatched test sets, one folder per condition.
+
+
+rule augment:
+    """Corrupt the test set for one condition (deterministic per utterance and condition)."""
+    input:
+        unpack(condition_inputs),
+    output:
+        directory("results/conditions/{condition}"),
+    params:
+        sample_rate=config["sample_rate"],
+        seed=config["seed"],
+        on_bad_audio=config["on_bad_audio"],
+    log:
+        "logs/augment/{condition}.log",
+    benchmark:
+        "benchmarks/augment/{condition}.tsv"
+    script:
+        "../scripts/augment.py"

@@ -1,0 +1,45 @@
+# Stage 1: the corpus and the noise / room-impulse-response banks.
+
+
+rule demo_corpus:
+    """Synthesise one split of the offline demo corpus with eSpeak NG."""
+    output:
+        directory("results/data/{split}"),
+    params:
+        spec=demo_split_params,
+    log:
+        "logs/data/demo_corpus/{split}.log",
+    benchmark:
+        "benchmarks/data/demo_corpus/{split}.tsv"
+    script:
+        "../scripts/demo_corpus.py"
+
+
+rule noise_bank:
+    """Generate a demo noise bank: coloured noise, or babble from held-out synthetic talkers."""
+    output:
+        directory("results/banks/noise/{noise}"),
+    params:
+        spec=noise_bank_params,
+    log:
+        "logs/data/noise_bank/{noise}.log",
+    benchmark:
+        "benchmarks/data/noise_bank/{noise}.tsv"
+    script:
+        "../scripts/noise_bank.py"
+
+
+rule rir_bank:
+    """Simulate room impulse responses at one target RT60 (pyroomacoustics image method)."""
+    output:
+        directory("results/banks/rir/{rt60}"),
+    params:
+        n_rooms=config["banks"]["rir"]["n_rooms"],
+        sample_rate=config["sample_rate"],
+        seed=config["seed"],
+    log:
+        "logs/data/rir_bank/{rt60}.log",
+    benchmark:
+        "benchmarks/data/rir_bank/{rt60}.tsv"
+    script:
+        "../scripts/rir_bank.py"

@@ -1,0 +1,25 @@
+# Stage 3: CTC fine-tuning of each model on the clean training split.
+
+
+rule finetune:
+    """Fine-tune one model; resumes from results/checkpoints/{model} after a kill."""
+    input:
+        train="results/data/train",
+        dev="results/data/dev",
+    output:
+        directory("results/models/{model}/baseline"),
+    params:
+        model=model_params,
+        training=config["finetune"],
+        sample_rate=config["sample_rate"],
+        seed=config["seed"],
+        checkpoints="results/checkpoints/{model}",
+    threads: 8
+    resources:
+        mem_mb=8000,
+    log:
+        "logs/finetune/{model}.log",
+    benchmark:
+        "benchmarks/finetune/{model}.tsv"
+    script:
+        "../scripts/finetune.py"
