@@ -14,8 +14,8 @@ SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 
 def workflow_copy(dest: Path, config: dict | None = None) -> Path:
-    """Snakefile, workflow/, scripts/ and config/ copied to ``dest``; ``config`` replaces the demo config."""
-    for name in ("Snakefile", "workflow", "scripts", "config"):
+    """The workflow and its library copied to ``dest``; ``config`` replaces the demo config."""
+    for name in ("Snakefile", "workflow", "scripts", "config", "src", "envs"):
         source = REPO / name
         (shutil.copytree if source.is_dir() else shutil.copy)(source, dest / name)
     if config is not None:

@@ -11,6 +11,8 @@ rule augment:
         sample_rate=config["sample_rate"],
         seed=config["seed"],
         on_bad_audio=config["on_bad_audio"],
+    conda:
+        "../envs/asrcompress.yaml"
     log:
         "logs/augment/{condition}.log",
     benchmark:

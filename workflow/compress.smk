@@ -10,6 +10,8 @@ rule compress:
     params:
         variant=variant_params,
         seed=config["seed"],
+    conda:
+        "../envs/asrcompress.yaml"
     log:
         "logs/compress/{model}/{variant}.log",
     benchmark:

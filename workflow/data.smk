@@ -7,6 +7,8 @@ rule demo_corpus:
         directory("results/data/{split}"),
     params:
         spec=demo_split_params,
+    conda:
+        "../envs/asrcompress.yaml"
     log:
         "logs/data/demo_corpus/{split}.log",
     benchmark:
@@ -21,6 +23,8 @@ rule noise_bank:
         directory("results/banks/noise/{noise}"),
     params:
         spec=noise_bank_params,
+    conda:
+        "../envs/asrcompress.yaml"
     log:
         "logs/data/noise_bank/{noise}.log",
     benchmark:
@@ -37,6 +41,8 @@ rule rir_bank:
         n_rooms=config["banks"]["rir"]["n_rooms"],
         sample_rate=config["sample_rate"],
         seed=config["seed"],
+    conda:
+        "../envs/asrcompress.yaml"
     log:
         "logs/data/rir_bank/{rt60}.log",
     benchmark:

@@ -15,6 +15,8 @@ rule decode:
     threads: 1
     resources:
         mem_mb=2000,
+    conda:
+        "../envs/asrcompress.yaml"
     log:
         "logs/decode/{model}/{variant}/{condition}.log",
     benchmark:

@@ -17,6 +17,8 @@ rule finetune:
     threads: 8
     resources:
         mem_mb=8000,
+    conda:
+        "../envs/asrcompress.yaml"
     log:
         "logs/finetune/{model}.log",
     benchmark:

@@ -18,6 +18,8 @@ rule aggregate:
         ),
     params:
         cells=cells(),
+    conda:
+        "../envs/asrcompress.yaml"
     log:
         "logs/report/aggregate.log",
     benchmark:
@@ -33,9 +35,11 @@ rule plot:
     output:
         report(
             "results/figures/{figure}.png",
-            caption="report/{figure}.rst",
+            caption="report/figure.rst",
             category="Figures",
         ),
+    conda:
+        "../envs/asrcompress.yaml"
     log:
         "logs/report/plot_{figure}.log",
     benchmark:

@@ -11,6 +11,8 @@ rule score:
     params:
         bootstrap_resamples=config["score"]["bootstrap_resamples"],
         seed=config["seed"],
+    conda:
+        "../envs/asrcompress.yaml"
     log:
         "logs/score/{model}/{variant}/{condition}.log",
     benchmark:

@@ -43,15 +43,16 @@ def wer_vs_snr(table: pd.DataFrame, path: str | os.PathLike[str]) -> None:
     noisy = _percent(table[table["kind"] == "noise"])
     if noisy.empty:
         return _placeholder(path, "no additive-noise condition in this run")
+    variants = list(dict.fromkeys(table["variant"]))
+    palette = dict(zip(variants, sns.color_palette(n_colors=len(variants))))
     grid = sns.relplot(
-        data=noisy.sort_values("snr_db"), x="snr_db", y="wer", hue="variant", col="noise", kind="line",
-        marker="o", height=3, aspect=1.1, facet_kws={"sharey": True},
+        data=noisy.sort_values("snr_db"), x="snr_db", y="wer", hue="variant", hue_order=variants, palette=palette,
+        col="noise", kind="line", marker="o", height=3, aspect=1.1, facet_kws={"sharey": True},
     )
     clean = _percent(table[table["kind"] == "clean"]).set_index("variant")["wer"]
-    palette = dict(zip(grid._legend_data.keys(), [h.get_color() for h in grid._legend_data.values()])) if grid._legend_data else {}
     for ax in grid.axes.flat:
         for variant, wer in clean.items():
-            ax.axhline(wer, ls=":", lw=1, color=palette.get(variant, "grey"))
+            ax.axhline(wer, ls=":", lw=1, color=palette[variant])
         ax.invert_xaxis()
     grid.set_axis_labels("SNR (dB)", "WER (%)")
     grid.figure.suptitle("WER vs SNR (dotted: clean)", y=1.03)
@@ -83,7 +84,9 @@ def wer_vs_sparsity(table: pd.DataFrame, path: str | os.PathLike[str]) -> None:
     if data["sparsity"].nunique() < 2:
         return _placeholder(path, "fewer than two sparsity levels in this run")
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    sns.lineplot(data=data.sort_values("sparsity"), x="sparsity", y="wer", hue="condition", marker="o", ax=ax, legend="brief")
+    conditions = list(dict.fromkeys(data["condition"]))
+    sns.lineplot(data=data.sort_values("sparsity", kind="stable"), x="sparsity", y="wer", hue="condition", hue_order=conditions,
+                 marker="o", ax=ax, legend="brief")
     ax.set_xlabel("sparsity (fraction of weights zero)")
     ax.set_ylabel("WER (%)")
     ax.legend(fontsize=6, ncol=2, bbox_to_anchor=(1.02, 1), loc="upper left")

@@ -57,8 +57,8 @@ def row(files: ResultFiles) -> dict:
 
 
 def aggregate(cells: Sequence[ResultFiles], out_csv: str) -> pd.DataFrame:
+    # Rows keep the config's order (variants, then conditions), which the figures follow.
     table = pd.DataFrame([row(c) for c in cells], columns=COLUMNS)
-    table = table.sort_values(["model", "method", "level", "kind", "noise", "snr_db", "rt60_s"], na_position="first")
     with atomic_path(out_csv) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
     return table

@@ -213,7 +213,7 @@ def train(
         torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
         optimizer.step()
         scheduler.step()
-        loss_window.append(float(loss))
+        loss_window.append(loss.item())
         done = step + 1
         if done % 50 == 0 or done == config.steps:
             rate = (done - start_step) / max(1e-9, time.time() - started)
