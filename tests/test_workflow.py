@@ -88,3 +88,24 @@ def test_same_config_gives_bitwise_identical_test_sets_and_wer(finished_run, tmp
 def test_lint_is_clean():
     result = snakemake(REPO, "--lint")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_corrupt_test_audio_stops_augment_naming_the_file_or_is_skipped(tmp_path):
+    config = tiny_config()
+    workdir = workflow_copy(tmp_path, config)
+    assert snakemake(workdir, "results/data/test").returncode == 0
+    victim = sorted((workdir / "results" / "data" / "test" / "wav").glob("*.wav"))[2]
+    victim.write_bytes(b"RIFF garbage, not a wave file")
+    target = "results/conditions/noise/white/20"
+    result = snakemake(workdir, target)
+    assert result.returncode != 0
+    log = (workdir / "logs" / "augment" / "noise" / "white" / "20.log").read_text()
+    assert victim.name in log and "cannot read audio" in log
+    assert not (workdir / target).exists() and not list((workdir / target).parent.glob("20*"))
+
+    config["on_bad_audio"] = "skip"
+    write_config(workdir, config)
+    assert snakemake(workdir, target).returncode == 0
+    summary = json.loads((workdir / target / "summary.json").read_text())
+    assert summary["n_skipped"] == 1 and victim.name in summary["skipped"][0]["path"]

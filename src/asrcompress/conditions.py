@@ -12,11 +12,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
-import torch
-import torchaudio.functional as AF
 
 from .audio import read_audio, write_audio
 from .banks import Bank
@@ -119,6 +117,9 @@ def mix_at_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> tuple[np
     Returns the mixture and the SNR measured on the scaled components. If the mixture would clip,
     both components are scaled down together, which leaves the SNR unchanged.
     """
+    import torch
+    import torchaudio.functional as AF
+
     speech_t = torch.from_numpy(np.asarray(speech, dtype=np.float64))[None]
     noise_t = torch.from_numpy(np.asarray(noise, dtype=np.float64))[None]
     if float(noise_t.pow(2).sum()) == 0.0:
@@ -142,6 +143,9 @@ def prepare_rir(rir: np.ndarray) -> np.ndarray:
 
 def reverberate(speech: np.ndarray, rir: np.ndarray) -> np.ndarray:
     """Convolve with a prepared RIR; the output keeps the input's length."""
+    import torch
+    import torchaudio.functional as AF
+
     wet = AF.fftconvolve(torch.from_numpy(np.asarray(speech, dtype=np.float64)), torch.from_numpy(prepare_rir(rir)))
     return wet[: len(speech)].numpy().astype(np.float32)
 

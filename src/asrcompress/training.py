@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .audio import read_audio
-from .decoding import greedy_ctc, ids_to_text
+from .decoding import transcribe
 from .manifest import Utterance, read_manifest, resolve_audio
 from .scoring import count_errors, total
 from .text import normalize
@@ -126,28 +126,11 @@ def lr_lambda(warmup: int, total_steps: int) -> Callable[[int], float]:
     return factor
 
 
-@torch.no_grad()
 def evaluate(model, processor, waves, texts, sample_rate: int, batch_seconds: float = 120.0) -> tuple[float, float]:
-    """Greedy-decoding WER and CER over a dev set."""
-    model.eval()
-    lengths = [len(w) for w in waves]
-    order = sorted(range(len(waves)), key=lambda i: lengths[i])
-    max_samples = int(batch_seconds * sample_rate)
-    counts = []
-    start = 0
-    while start < len(order):
-        end = start + 1
-        while end < len(order) and lengths[order[end]] * (end - start + 1) <= max_samples:
-            end += 1
-        index = order[start:end]
-        batch = collate(processor, [waves[i] for i in index], None, sample_rate)
-        logits = model(batch["input_values"], attention_mask=batch["attention_mask"]).logits
-        frames = model._get_feat_extract_output_lengths(batch["attention_mask"].sum(-1))
-        for i, ids in zip(index, greedy_ctc(logits, frames, processor.tokenizer.pad_token_id)):
-            counts.append(count_errors(texts[i], ids_to_text(ids, processor.tokenizer)))
-        start = end
+    """Greedy-decoding WER and CER over a dev set; leaves the model in training mode."""
+    hypotheses, _ = transcribe(model, processor, waves, sample_rate, batch_seconds, next(model.parameters()).device)
     model.train()
-    summary = total(counts)
+    summary = total(count_errors(text, hyp) for text, hyp in zip(texts, hypotheses))
     return summary.wer, summary.cer
 
 
@@ -166,6 +149,8 @@ def train(
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device)
     train_utts, dev_utts = read_manifest(train_manifest), read_manifest(dev_manifest)
     train_waves = load_waves(train_utts, train_manifest, sample_rate)
     dev_waves = load_waves(dev_utts, dev_manifest, sample_rate)
@@ -188,6 +173,8 @@ def train(
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             torch.set_rng_state(state["torch_rng"])
+            if device.type == "cuda" and state.get("cuda_rng") is not None:
+                torch.cuda.set_rng_state_all(state["cuda_rng"])
             start_step, history = state["step"], state["history"]
             log.info("resumed from %s at step %d", checkpoint, start_step)
         else:
@@ -207,7 +194,7 @@ def train(
             rng = np.random.default_rng([config.seed, step])
             waves = [augmenter(w, rng) for w in waves]
         batch = collate(processor, waves, [train_texts[i] for i in index], sample_rate)
-        loss = model(**batch).loss
+        loss = model(**{k: v.to(device) for k, v in batch.items()}).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
@@ -228,6 +215,7 @@ def train(
             loss_window = []
         if done % config.checkpoint_every == 0 and done < config.steps:
             save_checkpoint(checkpoint, run_id, done, model, optimizer, scheduler, history)
+    model.to("cpu")
     final_loss = history[-1]["train_loss"] if history else float("nan")
     return TrainResult(config.steps, time.time() - started, final_loss, dev_wer, dev_cer, history)
 
@@ -242,6 +230,7 @@ def save_checkpoint(path: Path, run_id: str, step: int, model, optimizer, schedu
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         "history": history,
     }
     with atomic_path(path) as tmp:

@@ -10,11 +10,12 @@ structural change before loading their weights.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
-
-import torch
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import ConfigError
+
+if TYPE_CHECKING:  # the workflow imports this module at parse time: keep torch out of it
+    import torch
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,70 @@
+import numpy as np
+import pytest
+import soundfile as sf
+import yaml
+
+from asrcompress.banks import RirBankSpec, build_rir_bank, coloured_noise, measured_rt60, talkers_from_voices
+from asrcompress.corpora.demo import VOCABULARY, DemoSplitSpec, Speaker, build_split, speakers_of
+from asrcompress.manifest import read_manifest
+
+from workflow_utils import REPO
+
+
+@pytest.mark.parametrize("colour, slope", [("white", 0.0), ("pink", -1.0), ("brown", -2.0)])
+def test_coloured_noise_has_its_spectral_slope(colour, slope):
+    wave = coloured_noise(2**16, colour, np.random.default_rng(0))
+    assert np.sqrt(np.mean(wave**2)) == pytest.approx(1.0, rel=1e-5)
+    power = np.abs(np.fft.rfft(wave)) ** 2
+    freqs = np.fft.rfftfreq(len(wave))
+    band = (freqs > 0.005) & (freqs < 0.4)
+    fitted = np.polyfit(np.log(freqs[band]), np.log(power[band]), 1)[0]
+    assert fitted == pytest.approx(slope, abs=0.1)
+
+
+def test_rir_bank_records_the_rt60_it_reached(tmp_path):
+    records = build_rir_bank(RirBankSpec(rt60_s=0.4, n_rooms=2, sample_rate=16000, seed=0), tmp_path / "rir")
+    assert [r.id for r in read_manifest(tmp_path / "rir" / "manifest.jsonl")] == ["rir-000", "rir-001"]
+    for record in records:
+        rir, rate = sf.read(record.path)
+        assert rate == 16000
+        measured = record.extra["rt60_measured_s"]
+        assert measured == pytest.approx(measured_rt60(rir, 16000), rel=0.05)  # survives the PCM16 round trip
+        assert 0.2 < measured < 1.0  # inverse Sabine overshoots in small rooms, hence recorded
+
+
+def test_measured_rt60_on_a_real_rir(shared_data):
+    rir, rate = sf.read(str(shared_data / "rir" / "rir_clap_seminar_room.wav"))
+    assert 0.1 < measured_rt60(rir, rate) < 2.0
+
+
+def test_demo_split_is_deterministic_and_well_formed(tmp_path):
+    spec = DemoSplitSpec("test", 4, ["en-us+m3"], [165], [50], (2, 4), 16000, seed=7)
+    first = build_split(spec, tmp_path / "a")
+    second = build_split(spec, tmp_path / "b")
+    for a, b in zip(first, second):
+        assert a.text == b.text and a.speaker == b.speaker
+        assert sf.read(a.path)[0].tobytes() == sf.read(b.path)[0].tobytes()
+        words = a.text.split()
+        assert 2 <= len(words) <= 4 and all(w.lower() in VOCABULARY for w in words)
+        info = sf.info(a.path)
+        assert info.samplerate == 16000 and info.channels == 1
+        assert a.duration == pytest.approx(info.frames / 16000)
+    other_seed = build_split(DemoSplitSpec("test", 4, ["en-us+m3"], [165], [50], (2, 4), 16000, seed=8), tmp_path / "c")
+    assert [u.text for u in other_seed] != [u.text for u in first]
+
+
+def test_default_config_keeps_test_voices_unheard():
+    demo = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    splits = demo["corpus"]["demo"]["splits"]
+    voices = {name: set(split["voices"]) for name, split in splits.items()}
+    babble = set(demo["banks"]["noise"]["babble_voices"])
+    assert not voices["test"] & (voices["train"] | voices["dev"] | babble)
+    assert not voices["dev"] & voices["train"]
+    assert len(VOCABULARY) == len(set(VOCABULARY))
+
+
+def test_babble_talkers_cycle_through_voices():
+    talkers = talkers_from_voices(["en-us+m5", "en-us+f5"], 4)
+    assert [t.voice for t in talkers] == ["en-us+m5", "en-us+f5", "en-us+m5", "en-us+f5"]
+    assert len({t.id for t in talkers}) == 4
+    assert speakers_of(["v"], [1, 2], [3]) == [Speaker("v", 1, 3), Speaker("v", 2, 3)]
