@@ -64,3 +64,19 @@ def test_training_runs_and_a_killed_run_resumes_identically(tmp_path, tiny_corpu
     resumed, _ = _run(tmp_path, tiny_corpus, 6, tmp_path / "killed")
     for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
         assert torch.equal(a, b), name
+
+
+def test_matched_training_noise_is_seeded_and_at_the_requested_snr(librispeech_wav):
+    from asrcompress.audio import read_audio
+    from asrcompress.finetune import training_augmenter
+
+    assert training_augmenter({}, 16000) is None
+    augment = training_augmenter({"noise_prob": 1.0, "snr_db": [10, 10]}, 16000)
+    speech = read_audio(librispeech_wav, 16000)
+    first = augment(speech, np.random.default_rng(3))
+    again = augment(speech, np.random.default_rng(3))
+    assert np.array_equal(first, again)
+    noise = first - speech
+    snr = 10 * np.log10(np.sum(speech.astype(np.float64) ** 2) / np.sum(noise.astype(np.float64) ** 2))
+    assert abs(snr - 10) < 1.0
+    assert not np.array_equal(first, augment(speech, np.random.default_rng(4)))

@@ -38,15 +38,20 @@ def _percent(table: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+def _variant_palette(table: pd.DataFrame) -> dict[str, tuple[float, float, float]]:
+    """One colour per variant, in config order, shared by every figure."""
+    variants = list(dict.fromkeys(table["variant"]))
+    return dict(zip(variants, sns.color_palette(n_colors=len(variants))))
+
+
 def wer_vs_snr(table: pd.DataFrame, path: str | os.PathLike[str]) -> None:
     """WER against SNR, one line per variant, one panel per noise type; clean WER dotted."""
     noisy = _percent(table[table["kind"] == "noise"])
     if noisy.empty:
         return _placeholder(path, "no additive-noise condition in this run")
-    variants = list(dict.fromkeys(table["variant"]))
-    palette = dict(zip(variants, sns.color_palette(n_colors=len(variants))))
+    palette = _variant_palette(table)
     grid = sns.relplot(
-        data=noisy.sort_values("snr_db"), x="snr_db", y="wer", hue="variant", hue_order=variants, palette=palette,
+        data=noisy.sort_values("snr_db"), x="snr_db", y="wer", hue="variant", hue_order=list(palette), palette=palette,
         col="noise", kind="line", marker="o", height=3, aspect=1.1, facet_kws={"sharey": True},
     )
     clean = _percent(table[table["kind"] == "clean"]).set_index("variant")["wer"]
@@ -63,9 +68,11 @@ def wer_per_condition(table: pd.DataFrame, path: str | os.PathLike[str]) -> None
     """Grouped bars: WER per condition and variant, with bootstrap 95% CIs."""
     data = _percent(table)
     conditions = list(dict.fromkeys(data["condition"]))
-    variants = list(dict.fromkeys(data["variant"]))
+    palette = _variant_palette(table)
+    variants = list(palette)
     fig, ax = plt.subplots(figsize=(max(6, 0.55 * len(conditions) * max(1, len(variants)) / 2), 3.5))
-    sns.barplot(data=data, x="condition", y="wer", hue="variant", order=conditions, hue_order=variants, errorbar=None, ax=ax)
+    sns.barplot(data=data, x="condition", y="wer", hue="variant", order=conditions, hue_order=variants, palette=palette,
+                errorbar=None, ax=ax)
     for container, variant in zip(ax.containers, variants):
         rows = data[data["variant"] == variant].set_index("condition").reindex(conditions)
         centers = [bar.get_x() + bar.get_width() / 2 for bar in container]
@@ -86,8 +93,8 @@ def wer_vs_sparsity(table: pd.DataFrame, path: str | os.PathLike[str]) -> None:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     conditions = list(dict.fromkeys(data["condition"]))
     sns.lineplot(data=data.sort_values("sparsity", kind="stable"), x="sparsity", y="wer", hue="condition", hue_order=conditions,
-                 marker="o", ax=ax, legend="brief")
-    ax.set_xlabel("sparsity (fraction of weights zero)")
+                 palette=sns.color_palette("husl", len(conditions)), marker="o", ax=ax, legend="brief")
+    ax.set_xlabel("sparsity of the whole model (measured fraction of zero weights)")
     ax.set_ylabel("WER (%)")
     ax.legend(fontsize=6, ncol=2, bbox_to_anchor=(1.02, 1), loc="upper left")
     ax.set_title("WER vs sparsity per condition")
@@ -102,7 +109,9 @@ def wer_vs_size(table: pd.DataFrame, path: str | os.PathLike[str]) -> None:
     summary = summary.merge(clean, on="variant", how="left").melt(
         id_vars=["variant", "size_mb"], value_vars=["clean_wer", "mean_wer"], var_name="set", value_name="wer")
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
-    sns.scatterplot(data=summary, x="size_mb", y="wer", hue="variant", style="set", s=60, ax=ax)
+    palette = _variant_palette(table)
+    sns.scatterplot(data=summary, x="size_mb", y="wer", hue="variant", hue_order=list(palette), palette=palette, style="set",
+                    s=60, ax=ax)
     ax.set_xlabel("size on disk (MB)")
     ax.set_ylabel("WER (%)")
     ax.legend(fontsize=6, bbox_to_anchor=(1.02, 1), loc="upper left")
