@@ -4,7 +4,7 @@ import soundfile as sf
 import yaml
 
 from asrcompress.banks import RirBankSpec, build_rir_bank, coloured_noise, measured_rt60, talkers_from_voices
-from asrcompress.corpora.demo import VOCABULARY, DemoSplitSpec, Speaker, build_split, speakers_of
+from asrcompress.corpora.demo import VOCABULARY, Speaker, speakers_of
 from asrcompress.manifest import read_manifest
 
 from workflow_utils import REPO
@@ -37,11 +37,24 @@ def test_measured_rt60_on_a_real_rir(shared_data):
     assert 0.1 < measured_rt60(rir, rate) < 2.0
 
 
+def _build_in_fresh_process(out_dir, seed):
+    """eSpeak NG carries synthesis state from one utterance to the next inside a process, so a
+    split is reproducible as a whole, in its own process, as the workflow runs it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from asrcompress.corpora.demo import DemoSplitSpec, build_split; "
+        "build_split(DemoSplitSpec('test', 4, ['en-us+m3'], [165], [50], (2, 4), 16000, seed=int(sys.argv[2])), sys.argv[1])"
+    )
+    subprocess.run([sys.executable, "-c", code, str(out_dir), str(seed)], check=True)
+    return read_manifest(out_dir / "manifest.jsonl")
+
+
 def test_demo_split_is_deterministic_and_well_formed(tmp_path):
-    spec = DemoSplitSpec("test", 4, ["en-us+m3"], [165], [50], (2, 4), 16000, seed=7)
-    first = build_split(spec, tmp_path / "a")
-    second = build_split(spec, tmp_path / "b")
-    for a, b in zip(first, second):
+    first = _build_in_fresh_process(tmp_path / "a", 7)
+    second = _build_in_fresh_process(tmp_path / "b", 7)
+    for a, b in zip(first, second, strict=True):
         assert a.text == b.text and a.speaker == b.speaker
         assert sf.read(a.path)[0].tobytes() == sf.read(b.path)[0].tobytes()
         words = a.text.split()
@@ -49,7 +62,7 @@ def test_demo_split_is_deterministic_and_well_formed(tmp_path):
         info = sf.info(a.path)
         assert info.samplerate == 16000 and info.channels == 1
         assert a.duration == pytest.approx(info.frames / 16000)
-    other_seed = build_split(DemoSplitSpec("test", 4, ["en-us+m3"], [165], [50], (2, 4), 16000, seed=8), tmp_path / "c")
+    other_seed = _build_in_fresh_process(tmp_path / "c", 8)
     assert [u.text for u in other_seed] != [u.text for u in first]
 
 

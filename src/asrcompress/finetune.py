@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import random
 from typing import Any, Callable
 
 import numpy as np
@@ -33,8 +34,10 @@ def training_augmenter(augment: dict[str, Any], sample_rate: int) -> Callable[[n
     def apply(wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if rng.random() >= probability:
             return wave
-        # audiomentations draws from the global NumPy generator: seed it from ours for reproducibility.
-        np.random.seed(int(rng.integers(2**31)))
+        # audiomentations draws from the global stdlib and NumPy generators: seed both from ours.
+        seed = int(rng.integers(2**31))
+        random.seed(seed)
+        np.random.seed(seed)
         return transform(samples=wave, sample_rate=sample_rate)
 
     return apply

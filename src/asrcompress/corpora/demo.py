@@ -3,7 +3,8 @@
 A speaker is a (voice, rate, pitch) triple; train, dev and test draw from disjoint
 voice lists, so the test set measures generalisation to unseen voices. Sentences are
 drawn by a seeded generator from a fixed vocabulary, so the same config gives the same
-corpus bit for bit.
+corpus bit for bit. (eSpeak NG carries synthesis state from one utterance to the next within a
+process, so reproducibility holds for a whole split made in one process, as each workflow job is.)
 """
 
 from __future__ import annotations
