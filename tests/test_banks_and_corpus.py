@@ -39,13 +39,14 @@ def test_measured_rt60_on_a_real_rir(shared_data):
 
 def _build_in_fresh_process(out_dir, seed):
     """eSpeak NG carries synthesis state from one utterance to the next inside a process, so a
-    split is reproducible as a whole, in its own process, as the workflow runs it."""
+    split is reproducible as a whole, in its own process, as the workflow runs it. ``+f5`` is a
+    breathy voice: its noise comes from eSpeak's generator, seeded per utterance."""
     import subprocess
     import sys
 
     code = (
         "import sys; from asrcompress.corpora.demo import DemoSplitSpec, build_split; "
-        "build_split(DemoSplitSpec('test', 4, ['en-us+m3'], [165], [50], (2, 4), 16000, seed=int(sys.argv[2])), sys.argv[1])"
+        "build_split(DemoSplitSpec('test', 6, ['en-us+m3', 'en-us+f5'], [165], [50], (2, 4), 16000, seed=int(sys.argv[2])), sys.argv[1])"
     )
     subprocess.run([sys.executable, "-c", code, str(out_dir), str(seed)], check=True)
     return read_manifest(out_dir / "manifest.jsonl")

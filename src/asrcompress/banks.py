@@ -42,7 +42,7 @@ def babble(n_samples: int, talkers: Sequence[Speaker], sample_rate: int, rng: np
         stream: list[np.ndarray] = []
         filled = 0
         while filled < n_samples:
-            wave = synthesize(random_sentence(rng, (4, 10)), talker, sample_rate)
+            wave = synthesize(random_sentence(rng, (4, 10)), talker, sample_rate, seed=int(rng.integers(2**31)))
             stream.append(wave)
             filled += len(wave)
         talk = np.concatenate(stream)[:n_samples]

@@ -83,9 +83,9 @@ def random_sentence(rng: np.random.Generator, length_range: tuple[int, int]) -> 
     return " ".join(VOCABULARY[i] for i in rng.integers(0, len(VOCABULARY), size=n_words))
 
 
-def synthesize(text: str, speaker: Speaker, sample_rate: int) -> np.ndarray:
+def synthesize(text: str, speaker: Speaker, sample_rate: int, seed: int) -> np.ndarray:
     engine = EspeakSynthesizer.shared()
-    wave = engine.synthesize(text, speaker.voice, speaker.rate_wpm, speaker.pitch)
+    wave = engine.synthesize(text, speaker.voice, speaker.rate_wpm, speaker.pitch, seed=seed)
     if engine.sample_rate != sample_rate:
         wave = resample_wave(wave, engine.sample_rate, sample_rate)
     return peak_normalize(wave)
@@ -103,7 +103,7 @@ def build_split(spec: DemoSplitSpec, out_dir: str | Path) -> list[Utterance]:
             speaker = speakers[int(rng.integers(len(speakers)))]
             text = random_sentence(rng, spec.words_per_sentence)
             utt_id = f"{spec.split}-{index:06d}"
-            wave = synthesize(text, speaker, spec.sample_rate)
+            wave = synthesize(text, speaker, spec.sample_rate, seed=int(rng.integers(2**31)))
             write_audio(staging / "wav" / f"{utt_id}.wav", wave, spec.sample_rate)
             utterances.append(
                 Utterance(utt_id, str(Path(out_dir) / "wav" / f"{utt_id}.wav"), len(wave) / spec.sample_rate, speaker.id, text.upper())

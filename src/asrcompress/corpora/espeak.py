@@ -31,6 +31,8 @@ class EspeakSynthesizer:
         self._lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
         self._lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
         self._lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        # Voices with breath (e.g. +f2, +f3, +f5) draw noise from eSpeak's generator: seed it per utterance.
+        self._lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
         self._lib.espeak_Synth.argtypes = [
             ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
             ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p,
@@ -56,9 +58,16 @@ class EspeakSynthesizer:
             self._chunks.append(np.ctypeslib.as_array(wav, shape=(n_samples,)).copy())
         return 0
 
-    def synthesize(self, text: str, voice: str, rate_wpm: int = 175, pitch: int = 50, pitch_range: int = 50) -> np.ndarray:
-        """Speak ``text`` with ``voice`` (e.g. ``en-us+f3``); float32 samples at :attr:`sample_rate`."""
+    def synthesize(
+        self, text: str, voice: str, rate_wpm: int = 175, pitch: int = 50, pitch_range: int = 50, seed: int = 0
+    ) -> np.ndarray:
+        """Speak ``text`` with ``voice`` (e.g. ``en-us+f3``); float32 samples at :attr:`sample_rate`.
+
+        Reproducible for a given ``seed`` and the same sequence of earlier calls in the process
+        (eSpeak NG keeps some synthesis state between utterances).
+        """
         with self._lock:
+            self._lib.espeak_ng_SetRandSeed(int(seed) & 0x7FFFFFFF)
             if self._lib.espeak_SetVoiceByName(voice.encode()) != 0:
                 raise ValueError(f"eSpeak NG does not know voice {voice!r}")
             self._lib.espeak_SetParameter(_ESPEAK_RATE, int(rate_wpm), 0)
