@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from asrcompress.audio import read_audio, rms, write_audio
-from asrcompress.banks import Bank
+from asrcompress.audio import read_audio, rms
 from asrcompress.conditions import Condition, build_condition, conditions_from_config, crop_or_tile, mix_at_snr, reverberate
 from asrcompress.errors import AudioError, ConfigError
 from asrcompress.manifest import Utterance, read_manifest, write_manifest

@@ -7,7 +7,6 @@ import time
 
 import pandas as pd
 import pytest
-import soundfile as sf
 
 from workflow_utils import REPO, planned_jobs, snakemake, tiny_config, workflow_copy, write_config
 

@@ -7,7 +7,6 @@ with the same message naming the file.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import soundfile as sf
