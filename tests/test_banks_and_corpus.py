@@ -29,7 +29,7 @@ def test_rir_bank_records_the_rt60_it_reached(tmp_path):
         assert rate == 16000
         measured = record.extra["rt60_measured_s"]
         assert measured == pytest.approx(measured_rt60(rir, 16000), rel=0.05)  # survives the PCM16 round trip
-        assert 0.2 < measured < 1.0  # inverse Sabine overshoots in small rooms, hence recorded
+        assert 0.2 < measured < 1.0  # inverse Sabine misses the target, hence recorded
 
 
 def test_measured_rt60_on_a_real_rir(shared_data):

@@ -55,3 +55,12 @@ def test_workflow_stops_before_any_job(tmp_path, name):
     assert result.returncode != 0
     assert key in result.stdout + result.stderr
     assert not (workdir / "results").exists()
+
+
+def test_workflow_asks_for_every_registered_figure():
+    import re
+
+    from asrcompress.plots import FIGURES
+
+    listed = re.search(r"^FIGURES = \[(.*)\]$", (REPO / "workflow" / "common.smk").read_text(), re.M).group(1)
+    assert [name.strip().strip('"') for name in listed.split(",")] == list(FIGURES)

@@ -28,6 +28,7 @@ wildcard_constraints:
     figure=r"[a-z_]+",
 
 
+# The keys of asrcompress.plots.FIGURES, not imported: matplotlib would slow every dry run.
 FIGURES = ["wer_vs_snr", "wer_per_condition", "wer_vs_sparsity", "wer_vs_size"]
 
 

@@ -115,7 +115,7 @@ def simulate_rir(rt60_s: float, room_dim: Sequence[float], source: Sequence[floa
 
 def build_rir_bank(spec: RirBankSpec, out_dir: str | Path) -> list[Utterance]:
     """Rooms of random size with random source and microphone positions; the RT60 actually reached
-    (inverse Sabine overshoots in small rooms) is measured and recorded."""
+    (inverse Sabine misses the target, in either direction) is measured and recorded."""
     rng = np.random.default_rng(split_seed(spec.seed, "rir", f"{spec.rt60_s:g}"))
     records = []
     for index in range(spec.n_rooms):
