@@ -27,7 +27,7 @@ lint: $(STAMP)
 	$(BIN)/snakemake --lint
 
 dag: $(STAMP)
-	$(BIN)/snakemake --rulegraph | dot -Tpng > docs/rulegraph.png
+	$(BIN)/snakemake --rulegraph mermaid-js > docs/rulegraph.mmd
 
 clean:
 	rm -rf results logs benchmarks/data benchmarks/augment benchmarks/finetune benchmarks/compress benchmarks/decode benchmarks/score benchmarks/report .snakemake
