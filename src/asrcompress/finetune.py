@@ -6,6 +6,7 @@ import dataclasses
 import logging
 import os
 import random
+import shutil
 from typing import Any, Callable
 
 import numpy as np
@@ -79,6 +80,8 @@ def finetune_model(
             "bytes_on_disk": directory_bytes(staging),
         }
         write_json(staging / "card.json", card)
+    # The checkpoint only serves a resume; for large models it holds gigabytes of optimiser state.
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
     log.info("saved %s: dev WER %.2f%% CER %.2f%% after %d steps (%.0f s)",
              out_dir, 100 * result.dev_wer, 100 * result.dev_cer, result.steps, result.wall_s)
     return card
