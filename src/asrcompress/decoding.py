@@ -10,6 +10,11 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from .audio import read_audio
+from .compression.store import load_variant
+from .io import atomic_path, write_json
+from .manifest import read_manifest, resolve_audio
+
 
 def greedy_ctc(logits: torch.Tensor, frame_lengths: torch.Tensor | Sequence[int], blank: int) -> list[list[int]]:
     """Best path per utterance: argmax per frame, merge repeats, drop blanks.
@@ -94,11 +99,6 @@ def decode_test_set(
     variant_dir: str, condition_manifest: str, hyps_path: str, timing_path: str, sample_rate: int, batch_seconds: float, threads: int
 ) -> DecodeTiming:
     """Decode one condition with one variant: per-utterance hypotheses (JSONL) and a timing record."""
-    from .audio import read_audio
-    from .compression.store import load_variant
-    from .io import atomic_path, write_json
-    from .manifest import read_manifest, resolve_audio
-
     if threads:
         torch.set_num_threads(threads)
     model, processor, card = load_variant(variant_dir)
