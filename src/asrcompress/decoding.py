@@ -66,7 +66,15 @@ def length_sorted_batches(lengths: Sequence[int], max_samples: int) -> list[list
     return batches
 
 
-def pick_device(cpu_only: bool) -> torch.device:
+def model_inputs(processor, waves: Sequence[np.ndarray], sample_rate: int) -> dict[str, torch.Tensor]:
+    """Padded, per-utterance normalised waveforms and their attention mask (training and decoding alike)."""
+    inputs = processor.feature_extractor(
+        list(waves), sampling_rate=sample_rate, padding=True, return_attention_mask=True, return_tensors="pt"
+    )
+    return {"input_values": inputs.input_values, "attention_mask": inputs.attention_mask}
+
+
+def pick_device(cpu_only: bool = False) -> torch.device:
     return torch.device("cuda") if torch.cuda.is_available() and not cpu_only else torch.device("cpu")
 
 
@@ -80,14 +88,12 @@ def transcribe(
     hypotheses: list[str] = [""] * len(waves)
     wall = 0.0
     for index in length_sorted_batches([len(w) for w in waves], int(batch_seconds * sample_rate)):
-        inputs = processor.feature_extractor(
-            [waves[i] for i in index], sampling_rate=sample_rate, padding=True, return_attention_mask=True, return_tensors="pt"
-        )
+        inputs = model_inputs(processor, [waves[i] for i in index], sample_rate)
         if device.type == "cuda":
             torch.cuda.synchronize()
         started = time.perf_counter()
-        logits = model(inputs.input_values.to(device), attention_mask=inputs.attention_mask.to(device)).logits
-        frames = model._get_feat_extract_output_lengths(inputs.attention_mask.sum(-1)).tolist()
+        logits = model(**{k: v.to(device) for k, v in inputs.items()}).logits
+        frames = model._get_feat_extract_output_lengths(inputs["attention_mask"].sum(-1)).tolist()
         paths = greedy_ctc(logits.cpu(), frames, blank)
         wall += time.perf_counter() - started
         for i, ids in zip(index, paths):

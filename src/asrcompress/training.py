@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .audio import read_audio
-from .decoding import transcribe
+from .decoding import model_inputs, pick_device, transcribe
 from .manifest import Utterance, read_manifest, resolve_audio
 from .scoring import count_errors, total
 from .text import normalize
@@ -101,19 +101,13 @@ def batch_stream(lengths: Sequence[int], max_samples: int, seed: int, start_step
         epoch += 1
 
 
-def collate(processor, waves: Sequence[np.ndarray], texts: Sequence[str] | None, sample_rate: int) -> dict[str, torch.Tensor]:
-    inputs = processor.feature_extractor(
-        list(waves), sampling_rate=sample_rate, padding=True, return_attention_mask=True, return_tensors="pt"
-    )
-    batch = {"input_values": inputs.input_values, "attention_mask": inputs.attention_mask}
-    if texts is not None:
-        encoded = [processor.tokenizer(normalize(t)).input_ids for t in texts]
-        width = max(len(ids) for ids in encoded)
-        labels = torch.full((len(encoded), width), -100, dtype=torch.long)
-        for row, ids in enumerate(encoded):
-            labels[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-        batch["labels"] = labels
-    return batch
+def collate(processor, waves: Sequence[np.ndarray], texts: Sequence[str], sample_rate: int) -> dict[str, torch.Tensor]:
+    """Model inputs plus CTC labels (padding marked -100, which the loss ignores)."""
+    encoded = [processor.tokenizer(normalize(t)).input_ids for t in texts]
+    labels = torch.full((len(encoded), max(len(ids) for ids in encoded)), -100, dtype=torch.long)
+    for row, ids in enumerate(encoded):
+        labels[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+    return {**model_inputs(processor, waves, sample_rate), "labels": labels}
 
 
 def lr_lambda(warmup: int, total_steps: int) -> Callable[[int], float]:
@@ -149,7 +143,7 @@ def train(
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = pick_device()
     model.to(device)
     train_utts, dev_utts = read_manifest(train_manifest), read_manifest(dev_manifest)
     train_waves = load_waves(train_utts, train_manifest, sample_rate)
