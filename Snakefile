@@ -11,6 +11,7 @@ configfile: "config/config.yaml"
 include: "workflow/common.smk"
 
 
+include: "workflow/download.smk"
 include: "workflow/data.smk"
 include: "workflow/augment.smk"
 include: "workflow/finetune.smk"

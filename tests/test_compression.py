@@ -60,8 +60,9 @@ def test_int8_is_smaller_on_disk_and_still_decodes(baseline, tmp_path):
 
 
 def test_variants_are_named_and_checked_through_the_registry():
-    variants = variants_from_config([{"method": "none"}, {"method": "magnitude", "levels": [0.3, 0.5]}])
+    variants, planned = variants_from_config([{"method": "none"}, {"method": "magnitude", "levels": [0.3, 0.5]}])
     assert [v.id for v in variants] == ["none", "magnitude~0.3", "magnitude~0.5"]
+    assert planned == []
     assert Variant.parse("magnitude~0.3") == Variant("magnitude", 0.3)
     with pytest.raises(ConfigError, match=r"compression\[0\].method"):
         variants_from_config([{"method": "svd"}])
@@ -74,3 +75,13 @@ def test_variants_are_named_and_checked_through_the_registry():
     with pytest.raises(ConfigError, match="empty"):
         variants_from_config([])
     assert get("none").name == "none"
+
+
+def test_planned_methods_are_skipped_by_name_and_unknown_ones_still_fail():
+    variants, planned = variants_from_config([{"method": "none"}, {"method": "layer_removal", "levels": [12]}])
+    assert [v.id for v in variants] == ["none"]
+    assert planned == ["compression[1]: layer_removal (removing the top transformer layers (E4))"]
+    with pytest.raises(ConfigError, match="none is built yet"):
+        variants_from_config([{"method": "fp16"}])
+    with pytest.raises(ConfigError, match="unknown compression method 'layer_removel'"):
+        variants_from_config([{"method": "layer_removel"}])

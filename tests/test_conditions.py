@@ -5,7 +5,18 @@ import pytest
 import soundfile as sf
 
 from asrcompress.audio import read_audio, rms
-from asrcompress.conditions import Condition, build_condition, conditions_from_config, crop_or_tile, mix_at_snr, reverberate
+from asrcompress.banks import Bank
+from asrcompress.conditions import (
+    MIXTURE_KINDS,
+    Condition,
+    RandomProtocol,
+    build_condition,
+    conditions_from_config,
+    corrupt_random,
+    crop_or_tile,
+    mix_at_snr,
+    reverberate,
+)
 from asrcompress.errors import AudioError, ConfigError
 from asrcompress.manifest import Utterance, read_manifest, write_manifest
 
@@ -51,8 +62,8 @@ def test_reverberation_keeps_length_and_sane_energy(shared_data, speech, rir_fil
 
 
 def test_condition_ids_round_trip():
-    for condition in [Condition("clean"), Condition("noise", "babble", 7.5), Condition("reverb", rt60_s=0.3),
-                      Condition("noise+reverb", "white", 10.0, 0.6)]:
+    for condition in [Condition("clean"), Condition("noise", "babble", 7.5), Condition("reverb", rir="0.3"),
+                      Condition("noise+reverb", "white", 10.0, "0.6"), Condition("reverb", rir="slr28-real"), Condition("random", protocol="pimentel")]:
         assert Condition.parse(condition.id) == condition
     with pytest.raises(ValueError, match="not a condition id"):
         Condition.parse("noise/white")
@@ -86,10 +97,10 @@ def real_test_set(tmp_path, shared_data, transcripts):
 
 def test_condition_is_deterministic_and_records_what_it_did(tmp_path, real_test_set):
     test, noise, rirs = real_test_set
-    condition = Condition("noise+reverb", "real", 5.0, 0.5)
+    condition = Condition("noise+reverb", "real", 5.0, "0.5")
     outputs = []
     for run in ("a", "b"):
-        build_condition(condition, str(test), tmp_path / run, 16000, seed=3, noise_bank_manifest=str(noise), rir_bank_manifest=str(rirs))
+        build_condition(condition, str(test), tmp_path / run, 16000, seed=3, noise_bank_manifests=[str(noise)], rir_bank_manifest=str(rirs))
         outputs.append(read_manifest(tmp_path / run / "manifest.jsonl"))
     first, second = outputs
     assert len(first) == 4
@@ -101,7 +112,7 @@ def test_condition_is_deterministic_and_records_what_it_did(tmp_path, real_test_
     summary = json.loads((tmp_path / "a" / "summary.json").read_text())
     assert summary["n_skipped"] == 0 and summary["snr_db_measured_mean"] == pytest.approx(5.0, abs=0.1)
     other_seed = tmp_path / "c"
-    build_condition(condition, str(test), other_seed, 16000, seed=4, noise_bank_manifest=str(noise), rir_bank_manifest=str(rirs))
+    build_condition(condition, str(test), other_seed, 16000, seed=4, noise_bank_manifests=[str(noise)], rir_bank_manifest=str(rirs))
     changed = read_manifest(other_seed / "manifest.jsonl")
     assert any(sf.read(a.path)[0].tobytes() != sf.read(c.path)[0].tobytes() for a, c in zip(first, changed))
 
@@ -116,9 +127,73 @@ def test_bad_test_audio_stops_or_is_skipped_and_counted(tmp_path, real_test_set)
     condition = Condition("noise", "real", 10.0)
     out = tmp_path / "cond"
     with pytest.raises(AudioError, match="broken.wav"):
-        build_condition(condition, str(test), out, 16000, seed=0, noise_bank_manifest=str(noise))
+        build_condition(condition, str(test), out, 16000, seed=0, noise_bank_manifests=[str(noise)])
     assert not out.exists() and not list(tmp_path.glob("cond*"))
-    build_condition(condition, str(test), out, 16000, seed=0, noise_bank_manifest=str(noise), on_bad_audio="skip")
+    build_condition(condition, str(test), out, 16000, seed=0, noise_bank_manifests=[str(noise)], on_bad_audio="skip")
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_skipped"] == 1 and summary["skipped"][0]["path"] == str(broken)
     assert len(read_manifest(out / "manifest.jsonl")) == 3
+
+
+def _two_channel_rir_bank(tmp_path, shared_data):
+    """A bank holding one 2-channel RIR made of two measured ones, as OpenSLR-28's multichannel RIRs are."""
+    clap = read_audio(shared_data / "rir/rir_clap_seminar_room.wav", 16000)
+    lhotse = read_audio(shared_data / "rir/lhotse_real_8ch_ch0.wav", 16000)
+    stereo = np.zeros((len(clap), 2), dtype=np.float32)
+    stereo[:, 0], stereo[: len(lhotse), 1] = clap, lhotse
+    sf.write(tmp_path / "stereo_rir.wav", stereo, 16000)
+    manifest = tmp_path / "rir2" / "manifest.jsonl"
+    write_manifest(manifest, [Utterance("stereo", str(tmp_path / "stereo_rir.wav"), 1.0, "real", "", {"channels": 2})])
+    return manifest
+
+
+def test_random_protocol_draws_kinds_snrs_sources_and_channels_as_configured(tmp_path, shared_data, speech):
+    noise_a, noise_b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    write_manifest(noise_a, [Utterance("n1", str(shared_data / "noise/speechbrain_noise1.wav"), 33.1, "real", "")])
+    write_manifest(noise_b, [Utterance("hens", str(shared_data / "noise/audiomentations_hens.wav"), 10.0, "real", "")])
+    protocol = RandomProtocol.from_config("pimentel", {"noise": ["a", "b"], "rir": "room", "white_noise_prob": 0.3})
+    noise_bank = Bank.load([noise_a, noise_b], 16000)
+    rir_bank = Bank.load(_two_channel_rir_bank(tmp_path, shared_data), 16000)
+    segment = speech[:4000]
+    draws = [corrupt_random(segment, protocol, np.random.default_rng(i), noise_bank, rir_bank)[1] for i in range(400)]
+    kinds = [d["drawn_kind"] for d in draws]
+    assert {k: kinds.count(k) for k in MIXTURE_KINDS} == pytest.approx({k: 100 for k in MIXTURE_KINDS}, abs=35)
+    noisy = [d for d in draws if "noise" in d["drawn_kind"]]
+    assert all("noise_file" not in d for d in draws if "noise" not in d["drawn_kind"])
+    assert all(float(d["snr_db_target"]).is_integer() and 0 <= d["snr_db_target"] <= 20 for d in noisy)
+    assert {d["snr_db_target"] for d in noisy} == set(range(21))
+    assert all(abs(d["snr_db_measured"] - d["snr_db_target"]) < 0.1 for d in noisy)
+    white = sum(d["noise_file"] == "white" for d in noisy) / len(noisy)
+    assert 0.2 < white < 0.4
+    assert {d["noise_file"] for d in noisy} == {"white", "n1", "hens"}
+    reverberant = [d for d in draws if "reverb" in d["drawn_kind"]]
+    assert {d["rir_channel"] for d in reverberant} == {0, 1}
+
+
+def test_random_condition_is_reproducible_and_summarised(tmp_path, real_test_set):
+    test, noise, rirs = real_test_set
+    protocol = RandomProtocol.from_config("mixed", {"noise": ["real"], "rir": "room", "snr_db": [5, 5]})
+    condition = Condition.parse("random/mixed")
+    for run in ("a", "b"):
+        build_condition(condition, str(test), tmp_path / run, 16000, seed=1, noise_bank_manifests=[str(noise)],
+                        rir_bank_manifest=str(rirs), protocol=protocol)
+    first, second = (read_manifest(tmp_path / run / "manifest.jsonl") for run in ("a", "b"))
+    assert [u.extra for u in first] == [u.extra for u in second]
+    assert [sf.read(u.path)[0].tobytes() for u in first] == [sf.read(u.path)[0].tobytes() for u in second]
+    summary = json.loads((tmp_path / "a/summary.json").read_text())
+    assert sum(summary["drawn_kinds"].values()) == 4 and summary["kind"] == "random"
+    for utt in read_manifest(tmp_path / "a/manifest.jsonl"):
+        assert utt.extra["condition"] == "random/mixed"
+        if "noise" in utt.extra["drawn_kind"]:
+            assert utt.extra["snr_db_target"] == 5
+
+
+@pytest.mark.parametrize("entry, key", [
+    ({"noise": ["a"], "rir": "r", "kinds": ["loud"]}, "kinds"),
+    ({"noise": ["a"], "rir": "r", "snr_db": [20, 0]}, "snr_db"),
+    ({"rir": "r"}, "noise"),
+    ({"noise": ["a"]}, "rir"),
+])
+def test_random_protocol_config_errors_name_the_key(entry, key):
+    with pytest.raises(ConfigError, match=rf"conditions\.random\.p\.{key}"):
+        RandomProtocol.from_config("p", entry)

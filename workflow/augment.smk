@@ -11,6 +11,7 @@ rule augment:
         sample_rate=config["sample_rate"],
         seed=config["seed"],
         on_bad_audio=config["on_bad_audio"],
+        protocol=random_protocol,
     conda:
         "../envs/asrcompress.yaml"
     log:

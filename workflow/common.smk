@@ -1,4 +1,5 @@
 # Config -> job grid, and the input/params functions the rules share.
+import dataclasses
 import os
 import sys
 
@@ -7,15 +8,28 @@ LIBRARY = os.path.join(workflow.basedir, "src")
 sys.path.insert(0, LIBRARY)
 os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [LIBRARY, os.environ.get("PYTHONPATH")])))
 
+import re
+
+from asrcompress.catalog import load_catalog
 from asrcompress.config import build_grid, check_schema
-from asrcompress.conditions import Condition
+from asrcompress.conditions import Condition, RandomProtocol
+from asrcompress.models import ModelSpec
 
 
 check_schema(config, workflow.source_path("schemas/config.schema.yaml"))
 validate(config, "schemas/config.schema.yaml")  # fills the schema's defaults
-GRID = build_grid(config)
+NEEDS_CATALOG = config["corpus"]["kind"] == "catalog" or bool(config["banks"].get("corpora"))
+CATALOG = load_catalog(config["catalog"]) if NEEDS_CATALOG else None
+GRID = build_grid(config, CATALOG)
+for planned in GRID.planned:
+    print(f"asrcompress: skipping planned variant {planned}: not built yet", file=sys.stderr)
 
-CONDITION_RE = r"clean|noise/[^/]+/[^/]+|reverb/[^/]+|noise\+reverb/[^/]+/[^/]+/[^/]+"
+CONDITION_RE = r"clean|noise/[^/]+/[^/]+|reverb/[^/]+|noise\+reverb/[^/]+/[^/]+/[^/]+|random/[^/]+"
+
+
+def one_of(names):
+    """A wildcard pattern matching exactly these names (and nothing when there are none)."""
+    return "|".join(re.escape(n) for n in sorted(set(names))) or "(?!)"
 
 
 wildcard_constraints:
@@ -23,9 +37,14 @@ wildcard_constraints:
     model=r"[A-Za-z0-9_.-]+",
     variant=r"[A-Za-z0-9_.~-]+",
     condition=CONDITION_RE,
-    noise=r"[a-z]+",
+    noise="white|pink|brown|babble",
     rt60=r"[0-9.]+",
     figure=r"[a-z_]+",
+    bank_kind="noise|rir",
+    bank=one_of(GRID.corpus_banks),
+    dataset=one_of(a.dataset for a in GRID.archives),
+    archive=one_of(a.name for a in GRID.archives),
+    filename=one_of(a.filename for a in GRID.archives),
 
 
 # The keys of asrcompress.plots.FIGURES, not imported: matplotlib would slow every dry run.
@@ -63,18 +82,76 @@ def noise_bank_params(wildcards):
     return {**params, "sample_rate": config["sample_rate"], "seed": config["seed"]}
 
 
+def random_protocol(wildcards):
+    """The parameters of a ``random/<protocol>`` condition; empty for grid conditions."""
+    condition = Condition.parse(wildcards.condition)
+    return config["conditions"]["random"][condition.protocol] if condition.kind == "random" else {}
+
+
 def condition_inputs(wildcards):
     condition = Condition.parse(wildcards.condition)
+    if condition.kind == "random":
+        protocol = RandomProtocol.from_config(condition.protocol, random_protocol(wildcards))
+        noise, rir = list(protocol.noise), protocol.rir if protocol.uses_reverb else None
+    else:
+        noise, rir = [condition.noise] if condition.noise else [], condition.rir
     inputs = {"test": "results/data/test"}
-    if condition.uses_noise:
-        inputs["noise_bank"] = f"results/banks/noise/{condition.noise}"
-    if condition.uses_reverb:
-        inputs["rir_bank"] = f"results/banks/rir/{condition.rt60_s:g}"
+    if noise:
+        inputs["noise_banks"] = [f"results/banks/noise/{name}" for name in noise]
+    if rir:
+        inputs["rir_bank"] = f"results/banks/rir/{rir}"
     return inputs
 
 
 def model_params(wildcards):
     return config["models"][wildcards.model]
+
+
+def finetune_inputs(wildcards):
+    """Training data only for models that are fine-tuned; the pretrained folder for pretrained ones.
+    Checkpoints are marked ancient: a re-fetch or a touched folder must not retrain by mtime alone."""
+    spec = ModelSpec.from_config(wildcards.model, config["models"][wildcards.model])
+    inputs = {"train": "results/data/train", "dev": "results/data/dev"} if spec.finetune else {}
+    if spec.source:
+        inputs["source"] = ancient(spec.source)
+    return inputs
+
+
+def hub_model_params(wildcards):
+    entry = config["models"][wildcards.model]
+    return {"pretrained_id": entry["pretrained_id"], "revision": entry.get("revision")}
+
+
+def archive_params(wildcards):
+    archive = CATALOG.archive_by_filename(wildcards.dataset, wildcards.filename)
+    return dataclasses.asdict(archive.remote())
+
+
+def extracted_archive(wildcards):
+    return ancient(CATALOG.archive(wildcards.dataset, wildcards.archive).download_path)
+
+
+def split_inputs(wildcards):
+    return [ancient(d) for d in sorted({s.archive.extract_dir for s in GRID.splits[wildcards.split]})]
+
+
+def split_params(wildcards):
+    split = config["corpus"]["splits"][wildcards.split]
+    return {
+        "roots_by_subset": {s.ref: s.roots for s in GRID.splits[wildcards.split]},
+        "max_utterances": split.get("max_utterances"),
+        "seed": config["seed"],
+    }
+
+
+def corpus_bank_input(wildcards):
+    return ancient(GRID.corpus_banks[wildcards.bank].subset.archive.extract_dir)
+
+
+def corpus_bank_params(wildcards):
+    bank = GRID.corpus_banks[wildcards.bank]
+    return {"layout": bank.subset.layout, "subset": bank.subset.name, "roots": bank.subset.roots,
+            "options": bank.options, "seed": config["seed"]}
 
 
 def variant_params(wildcards):

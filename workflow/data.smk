@@ -1,20 +1,58 @@
 # Stage 1: the corpus and the noise / room-impulse-response banks.
 
+if config["corpus"]["kind"] == "demo":
 
-rule demo_corpus:
-    """Synthesise one split of the offline demo corpus with eSpeak NG."""
+    rule demo_corpus:
+        """Synthesise one split of the offline demo corpus with eSpeak NG."""
+        output:
+            directory("results/data/{split}"),
+        params:
+            spec=demo_split_params,
+        conda:
+            "../envs/asrcompress.yaml"
+        log:
+            "logs/data/demo_corpus/{split}.log",
+        benchmark:
+            "benchmarks/data/demo_corpus/{split}.tsv"
+        script:
+            "../scripts/demo_corpus.py"
+
+else:
+
+    rule prepare_split:
+        """Manifest of one split from downloaded LibriSpeech-layout subsets (the audio stays in resources/)."""
+        input:
+            split_inputs,
+        output:
+            directory("results/data/{split}"),
+        params:
+            spec=split_params,
+        conda:
+            "../envs/asrcompress.yaml"
+        log:
+            "logs/data/prepare_split/{split}.log",
+        benchmark:
+            "benchmarks/data/prepare_split/{split}.tsv"
+        script:
+            "../scripts/prepare_split.py"
+
+
+rule corpus_bank:
+    """A noise or RIR bank from a downloaded corpus (MUSAN, UrbanSound8K, DEMAND, OpenSLR-28)."""
+    input:
+        corpus_bank_input,
     output:
-        directory("results/data/{split}"),
+        directory("results/banks/{bank_kind}/{bank}"),
     params:
-        spec=demo_split_params,
+        spec=corpus_bank_params,
     conda:
         "../envs/asrcompress.yaml"
     log:
-        "logs/data/demo_corpus/{split}.log",
+        "logs/data/corpus_bank/{bank_kind}/{bank}.log",
     benchmark:
-        "benchmarks/data/demo_corpus/{split}.tsv"
+        "benchmarks/data/corpus_bank/{bank_kind}/{bank}.tsv"
     script:
-        "../scripts/demo_corpus.py"
+        "../scripts/corpus_bank.py"
 
 
 rule noise_bank:

@@ -4,8 +4,7 @@
 rule finetune:
     """Fine-tune one model; resumes from results/checkpoints/{model} after a kill."""
     input:
-        train="results/data/train",
-        dev="results/data/dev",
+        unpack(finetune_inputs),
     output:
         directory("results/models/{model}/baseline"),
     params:

@@ -17,12 +17,13 @@ from .io import atomic_path
 MIN_DURATION_S = 0.025
 
 
-def read_audio(path: str | os.PathLike[str], sample_rate: int, *, resample: bool = False) -> np.ndarray:
+def read_audio(path: str | os.PathLike[str], sample_rate: int, *, resample: bool = False, channel: int = 0) -> np.ndarray:
     """Read a mono float32 waveform and check it is usable.
 
     Raises :class:`AudioError` naming ``path`` if the file is unreadable, empty, shorter
     than 25 ms, contains NaN/inf, or has the wrong sample rate (unless ``resample``).
-    Multichannel files keep channel 0, which keeps room impulse responses physical.
+    Multichannel files give one channel (``channel``), never a downmix, which keeps room
+    impulse responses physical.
     """
     try:
         data, file_rate = sf.read(str(path), dtype="float32", always_2d=True)
@@ -30,7 +31,9 @@ def read_audio(path: str | os.PathLike[str], sample_rate: int, *, resample: bool
         raise AudioError(path, f"cannot read audio ({err})") from err
     if data.size == 0:
         raise AudioError(path, "file holds no samples")
-    wave = np.ascontiguousarray(data[:, 0])
+    if not 0 <= channel < data.shape[1]:
+        raise AudioError(path, f"has {data.shape[1]} channel(s); channel {channel} requested")
+    wave = np.ascontiguousarray(data[:, channel])
     if file_rate != sample_rate:
         if not resample:
             raise AudioError(path, f"sample rate is {file_rate} Hz, expected {sample_rate} Hz")

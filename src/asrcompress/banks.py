@@ -142,18 +142,42 @@ def build_rir_bank(spec: RirBankSpec, out_dir: str | Path) -> list[Utterance]:
 
 @dataclasses.dataclass
 class Bank:
-    """A loaded bank: records and their waveforms, in manifest order."""
+    """Records of one or more banks, in manifest order; audio is read on first use.
+
+    Real banks (MUSAN, UrbanSound8K, OpenSLR-28) hold hours of audio at various rates, of which a
+    test set touches a few files: reading lazily keeps a condition job's memory and start-up small.
+    """
 
     records: list[Utterance]
-    waves: list[np.ndarray]
+    sources: list[Path]  # the manifest each record came from, to resolve its relative path
+    sample_rate: int
+    _cache: dict[tuple[int, int], np.ndarray] = dataclasses.field(default_factory=dict, repr=False)
 
     @classmethod
-    def load(cls, manifest_path: str | Path, sample_rate: int) -> "Bank":
-        records = read_manifest(manifest_path)
-        if not records:
-            raise ValueError(f"{manifest_path}: bank is empty")
-        waves = [read_audio(resolve_audio(r, manifest_path), sample_rate) for r in records]
-        return cls(records, waves)
+    def load(cls, manifest_paths: str | Path | Sequence[str | Path], sample_rate: int) -> "Bank":
+        paths = [manifest_paths] if isinstance(manifest_paths, (str, Path)) else list(manifest_paths)
+        records: list[Utterance] = []
+        sources: list[Path] = []
+        for path in paths:
+            bank_records = read_manifest(path)
+            if not bank_records:
+                raise ValueError(f"{path}: bank is empty")
+            records += bank_records
+            sources += [Path(path)] * len(bank_records)
+        return cls(records, sources, sample_rate)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def channels(self, index: int) -> int:
+        return int(self.records[index].extra.get("channels", 1))
+
+    def wave(self, index: int, channel: int = 0) -> np.ndarray:
+        key = (index, channel)
+        if key not in self._cache:
+            path = resolve_audio(self.records[index], self.sources[index])
+            self._cache[key] = read_audio(path, self.sample_rate, resample=True, channel=channel)
+        return self._cache[key]
 
 
 def talkers_from_voices(voices: Sequence[str], n_talkers: int) -> list[Speaker]:

@@ -1,9 +1,15 @@
 """The registry of test conditions and the mixing that makes them.
 
 A condition id is a path-like string that names everything about it:
-``clean``, ``noise/{type}/{snr}``, ``reverb/{rt60}``, ``noise+reverb/{type}/{snr}/{rt60}``.
-Each utterance's randomness (which noise file and offset, which RIR) comes from a seed
-derived from (global seed, condition id, utterance id), so test sets are bitwise identical
+``clean``, ``noise/{type}/{snr}``, ``reverb/{rir}``, ``noise+reverb/{type}/{snr}/{rir}`` and
+``random/{protocol}``. ``{type}`` names a noise bank (a demo generator such as ``babble`` or a
+corpus bank such as ``musan-noise``); ``{rir}`` is either a target RT60 in seconds (simulated
+rooms, ``0.3``) or the name of a corpus RIR bank (``slr28-real``). A ``random`` condition draws,
+per utterance, one of clean / noise / reverb / noise+reverb with its own SNR and sources, as in
+Pimentel et al.'s corruption protocol; its parameters live in ``config.conditions.random``.
+
+Each utterance's randomness (which noise file and offset, which RIR and channel) comes from a
+seed derived from (global seed, condition id, utterance id), so test sets are bitwise identical
 across runs and independent of job order.
 """
 
@@ -11,8 +17,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -25,7 +32,9 @@ from .manifest import Utterance, read_manifest, resolve_audio, write_manifest
 
 log = logging.getLogger(__name__)
 
-KINDS = ("clean", "noise", "reverb", "noise+reverb")
+KINDS = ("clean", "noise", "reverb", "noise+reverb", "random")
+MIXTURE_KINDS = ("clean", "noise", "reverb", "noise+reverb")  # what a random condition draws from
+BANK_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 
 
 def fmt(value: float) -> str:
@@ -33,12 +42,26 @@ def fmt(value: float) -> str:
     return f"{float(value):g}"
 
 
+def is_simulated_room(rir: str) -> bool:
+    """A number names a simulated room by its target RT60; anything else names a corpus RIR bank."""
+    try:
+        float(rir)
+    except ValueError:
+        return False
+    return True
+
+
+def rir_key(rir: float | str) -> str:
+    return fmt(float(rir)) if isinstance(rir, (int, float)) or is_simulated_room(rir) else str(rir)
+
+
 @dataclasses.dataclass(frozen=True)
 class Condition:
     kind: str
     noise: str | None = None
     snr_db: float | None = None
-    rt60_s: float | None = None
+    rir: str | None = None
+    protocol: str | None = None
 
     @property
     def id(self) -> str:
@@ -47,8 +70,15 @@ class Condition:
         if self.kind == "noise":
             return f"noise/{self.noise}/{fmt(self.snr_db)}"
         if self.kind == "reverb":
-            return f"reverb/{fmt(self.rt60_s)}"
-        return f"noise+reverb/{self.noise}/{fmt(self.snr_db)}/{fmt(self.rt60_s)}"
+            return f"reverb/{self.rir}"
+        if self.kind == "random":
+            return f"random/{self.protocol}"
+        return f"noise+reverb/{self.noise}/{fmt(self.snr_db)}/{self.rir}"
+
+    @property
+    def rt60_s(self) -> float | None:
+        """The target RT60 of a simulated room; ``None`` for real RIR banks (measured per RIR instead)."""
+        return float(self.rir) if self.rir is not None and is_simulated_room(self.rir) else None
 
     @property
     def uses_noise(self) -> bool:
@@ -56,7 +86,7 @@ class Condition:
 
     @property
     def uses_reverb(self) -> bool:
-        return self.rt60_s is not None
+        return self.rir is not None
 
     @classmethod
     def parse(cls, condition_id: str) -> "Condition":
@@ -67,15 +97,57 @@ class Condition:
             if kind == "noise" and len(parts) == 2:
                 return cls("noise", parts[0], float(parts[1]))
             if kind == "reverb" and len(parts) == 1:
-                return cls("reverb", rt60_s=float(parts[0]))
+                return cls("reverb", rir=rir_key(parts[0]))
             if kind == "noise+reverb" and len(parts) == 3:
-                return cls("noise+reverb", parts[0], float(parts[1]), float(parts[2]))
+                return cls("noise+reverb", parts[0], float(parts[1]), rir_key(parts[2]))
+            if kind == "random" and len(parts) == 1 and parts[0]:
+                return cls("random", protocol=parts[0])
         except ValueError:
             pass
         raise ValueError(f"not a condition id: {condition_id!r} (expected one of {', '.join(KINDS)} with its parameters)")
 
     def describe(self) -> dict[str, Any]:
-        return {"condition": self.id, "kind": self.kind, "noise": self.noise or "none", "snr_db": self.snr_db, "rt60_s": self.rt60_s}
+        noise = "mixed" if self.kind == "random" else self.noise or "none"
+        return {"condition": self.id, "kind": self.kind, "noise": noise, "snr_db": self.snr_db, "rir": self.rir,
+                "rt60_s": self.rt60_s}
+
+
+@dataclasses.dataclass(frozen=True)
+class RandomProtocol:
+    """Per-utterance random corruption (``config.conditions.random.<name>``).
+
+    Defaults follow Pimentel et al. / RobustDistiller: one of clean, noise, reverb, noise+reverb
+    uniformly; integer SNR uniform in [0, 20] dB; white noise instead of a bank file 30% of the time.
+    """
+
+    name: str
+    noise: tuple[str, ...]
+    rir: str
+    snr_db: tuple[int, int] = (0, 20)
+    white_noise_prob: float = 0.3
+    kinds: tuple[str, ...] = MIXTURE_KINDS
+
+    @classmethod
+    def from_config(cls, name: str, entry: dict[str, Any]) -> "RandomProtocol":
+        key = f"conditions.random.{name}"
+        kinds = tuple(entry.get("kinds", MIXTURE_KINDS))
+        unknown = [k for k in kinds if k not in MIXTURE_KINDS]
+        if unknown or not kinds:
+            raise ConfigError(f"{key}.kinds", f"{unknown or 'empty'}: choose among {', '.join(MIXTURE_KINDS)}")
+        low, high = (int(v) for v in entry.get("snr_db", (0, 20)))
+        if low > high:
+            raise ConfigError(f"{key}.snr_db", f"lower bound {low} is above upper bound {high}")
+        noise = tuple(entry.get("noise", ()))
+        white = float(entry.get("white_noise_prob", 0.3))
+        if any("noise" in k for k in kinds) and not noise and white < 1:
+            raise ConfigError(f"{key}.noise", "needs at least one noise bank unless white_noise_prob is 1")
+        if "rir" not in entry and any("reverb" in k for k in kinds):
+            raise ConfigError(f"{key}.rir", "needs an RIR bank (a corpus bank name or a simulated RT60)")
+        return cls(name, noise, rir_key(entry.get("rir", "0")), (low, high), white, kinds)
+
+    @property
+    def uses_reverb(self) -> bool:
+        return any("reverb" in kind for kind in self.kinds)
 
 
 def conditions_from_config(section: dict[str, Any]) -> list[Condition]:
@@ -87,13 +159,17 @@ def conditions_from_config(section: dict[str, Any]) -> list[Condition]:
     for noise_type in noise.get("types", []):
         for snr in noise.get("snr_db", []):
             result.append(Condition("noise", noise_type, float(snr)))
-    for rt60 in (section.get("reverb") or {}).get("rt60_s", []):
-        result.append(Condition("reverb", rt60_s=float(rt60)))
+    reverb = section.get("reverb") or {}
+    for rir in [*reverb.get("rt60_s", []), *reverb.get("rooms", [])]:
+        result.append(Condition("reverb", rir=rir_key(rir)))
     both = section.get("noise_reverb") or {}
     for noise_type in both.get("types", []):
         for snr in both.get("snr_db", []):
-            for rt60 in both.get("rt60_s", []):
-                result.append(Condition("noise+reverb", noise_type, float(snr), float(rt60)))
+            for rir in [*both.get("rt60_s", []), *both.get("rooms", [])]:
+                result.append(Condition("noise+reverb", noise_type, float(snr), rir_key(rir)))
+    for name, entry in (section.get("random") or {}).items():
+        RandomProtocol.from_config(name, entry)  # fail at DAG build, not in the job
+        result.append(Condition("random", protocol=name))
     ids = [c.id for c in result]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
@@ -162,26 +238,72 @@ def utterance_rng(seed: int, condition: Condition, utt_id: str) -> np.random.Gen
     return np.random.default_rng(split_seed(seed, "augment", condition.id, utt_id))
 
 
+def add_reverb(wave: np.ndarray, rng: np.random.Generator, rir_bank: Bank) -> tuple[np.ndarray, dict[str, Any]]:
+    """Convolve with a random RIR of the bank; multichannel RIRs give a random channel."""
+    pick = int(rng.integers(len(rir_bank)))
+    channels = rir_bank.channels(pick)
+    channel = int(rng.integers(channels)) if channels > 1 else 0
+    record = rir_bank.records[pick]
+    info = {"rir": record.id, "rir_path": record.path, "rir_channel": channel,
+            "rt60_measured_s": record.extra.get("rt60_measured_s")}
+    return reverberate(wave, rir_bank.wave(pick, channel)), info
+
+
+def add_noise(wave: np.ndarray, rng: np.random.Generator, noise_bank: Bank, snr_db: float) -> tuple[np.ndarray, dict[str, Any]]:
+    """Mix a random segment of a random bank file at ``snr_db`` (tiled when the file is shorter)."""
+    pick = int(rng.integers(len(noise_bank)))
+    noise = noise_bank.wave(pick)
+    offset = int(rng.integers(len(noise)))
+    mixed, measured = mix_at_snr(wave, crop_or_tile(noise, len(wave), offset), snr_db)
+    record = noise_bank.records[pick]
+    return mixed, {"noise_file": record.id, "noise_path": record.path, "noise_offset": offset,
+                   "snr_db_target": float(snr_db), "snr_db_measured": round(measured, 4)}
+
+
+def add_white_noise(wave: np.ndarray, rng: np.random.Generator, snr_db: float) -> tuple[np.ndarray, dict[str, Any]]:
+    mixed, measured = mix_at_snr(wave, rng.standard_normal(len(wave)), snr_db)
+    return mixed, {"noise_file": "white", "noise_path": None, "noise_offset": 0,
+                   "snr_db_target": float(snr_db), "snr_db_measured": round(measured, 4)}
+
+
 def corrupt(
     speech: np.ndarray, condition: Condition, rng: np.random.Generator, noise_bank: Bank | None, rir_bank: Bank | None
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Apply ``condition`` to one waveform; returns it and what was done (for the manifest)."""
+    """Apply a grid ``condition`` to one waveform; returns it and what was done (for the manifest).
+
+    Reverberation comes first, so the SNR is that of the reverberant speech, as in the studies.
+    """
     info: dict[str, Any] = {}
     wave = speech
     if condition.uses_reverb:
         assert rir_bank is not None
-        pick = int(rng.integers(len(rir_bank.records)))
-        record = rir_bank.records[pick]
-        wave = reverberate(wave, rir_bank.waves[pick])
-        info.update(rir=record.id, rir_path=record.path, rt60_measured_s=record.extra.get("rt60_measured_s"))
+        wave, done = add_reverb(wave, rng, rir_bank)
+        info.update(done)
     if condition.uses_noise:
-        assert noise_bank is not None
-        pick = int(rng.integers(len(noise_bank.records)))
-        noise = noise_bank.waves[pick]
-        offset = int(rng.integers(len(noise)))
-        wave, measured = mix_at_snr(wave, crop_or_tile(noise, len(wave), offset), condition.snr_db)
-        info.update(noise_file=noise_bank.records[pick].id, noise_path=noise_bank.records[pick].path,
-                    noise_offset=offset, snr_db_measured=round(measured, 4))
+        assert noise_bank is not None and condition.snr_db is not None
+        wave, done = add_noise(wave, rng, noise_bank, condition.snr_db)
+        info.update(done)
+    return wave, info
+
+
+def corrupt_random(
+    speech: np.ndarray, protocol: RandomProtocol, rng: np.random.Generator, noise_bank: Bank | None, rir_bank: Bank | None
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """One draw of a random protocol: the mixture kind, then its RIR, SNR and noise source."""
+    kind = protocol.kinds[int(rng.integers(len(protocol.kinds)))]
+    info: dict[str, Any] = {"drawn_kind": kind}
+    wave = speech
+    if "reverb" in kind:
+        assert rir_bank is not None
+        wave, done = add_reverb(wave, rng, rir_bank)
+        info.update(done)
+    if "noise" in kind:
+        snr_db = int(rng.integers(protocol.snr_db[0], protocol.snr_db[1] + 1))
+        if noise_bank is None or rng.random() < protocol.white_noise_prob:
+            wave, done = add_white_noise(wave, rng, snr_db)
+        else:
+            wave, done = add_noise(wave, rng, noise_bank, snr_db)
+        info.update(done)
     return wave, info
 
 
@@ -191,17 +313,20 @@ def build_condition(
     out_dir: str | Path,
     sample_rate: int,
     seed: int,
-    noise_bank_manifest: str | None = None,
+    noise_bank_manifests: Sequence[str] = (),
     rir_bank_manifest: str | None = None,
     on_bad_audio: str = "error",
+    protocol: RandomProtocol | None = None,
 ) -> AugmentResult:
     """Write one condition's audio and manifest under ``out_dir``.
 
     A bad source file stops the job with an :class:`AudioError` naming it, unless
     ``on_bad_audio == "skip"``: then it is left out and listed in ``summary.json``.
     """
-    noise_bank = Bank.load(noise_bank_manifest, sample_rate) if condition.uses_noise else None
-    rir_bank = Bank.load(rir_bank_manifest, sample_rate) if condition.uses_reverb else None
+    if condition.kind == "random" and protocol is None:
+        raise ConfigError(f"conditions.random.{condition.protocol}", "the protocol's parameters are missing")
+    noise_bank = Bank.load(noise_bank_manifests, sample_rate) if noise_bank_manifests else None
+    rir_bank = Bank.load(rir_bank_manifest, sample_rate) if rir_bank_manifest else None
     utterances, skipped = [], []
     with atomic_directory(out_dir) as staging:
         for utt in read_manifest(test_manifest):
@@ -217,7 +342,11 @@ def build_condition(
             if condition.kind == "clean":
                 utterances.append(utt.with_(path=str(source), extra={"condition": condition.id}))
                 continue
-            wave, info = corrupt(speech, condition, utterance_rng(seed, condition, utt.id), noise_bank, rir_bank)
+            rng = utterance_rng(seed, condition, utt.id)
+            if protocol is not None:
+                wave, info = corrupt_random(speech, protocol, rng, noise_bank, rir_bank)
+            else:
+                wave, info = corrupt(speech, condition, rng, noise_bank, rir_bank)
             write_audio(staging / "wav" / f"{utt.id}.wav", wave, sample_rate)
             utterances.append(utt.with_(path=str(Path(out_dir) / "wav" / f"{utt.id}.wav"), extra={"condition": condition.id, **info}))
         if not utterances:
@@ -230,8 +359,14 @@ def build_condition(
             "skipped": skipped,
             "snr_db_measured_mean": _mean_of(utterances, "snr_db_measured"),
             "rt60_measured_s_mean": _mean_of(utterances, "rt60_measured_s"),
+            "drawn_kinds": _counts_of(utterances, "drawn_kind"),
         })
     return AugmentResult(utterances, skipped)
+
+
+def _counts_of(utterances: list[Utterance], field: str) -> dict[str, int]:
+    values = [str(u.extra[field]) for u in utterances if field in u.extra]
+    return {value: values.count(value) for value in sorted(set(values))}
 
 
 def _mean_of(utterances: list[Utterance], field: str) -> float | None:

@@ -14,9 +14,11 @@ from typing import Any
 import yaml
 
 from .banks import DEMO_NOISE_TYPES
+from .catalog import NOISE_LAYOUTS, RIR_LAYOUTS, SPEECH_LAYOUTS, Archive, Catalog, Subset, load_catalog
 from .compression.registry import Variant, variants_from_config
-from .conditions import Condition, conditions_from_config
+from .conditions import Condition, RandomProtocol, conditions_from_config, is_simulated_room
 from .errors import ConfigError
+from .models import ModelSpec
 
 
 def _key_path(path: Any) -> str:
@@ -44,33 +46,109 @@ def check_schema(config: dict[str, Any], schema_path: str | Path) -> None:
 
 
 @dataclasses.dataclass(frozen=True)
+class CorpusBank:
+    """A noise or RIR bank prepared from a catalog subset (``config.banks.corpora.<name>``)."""
+
+    name: str
+    kind: str  # "noise" | "rir"
+    subset: Subset
+    options: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
 class Grid:
     """Everything the DAG iterates over."""
 
     models: list[str]
     variants: list[Variant]
     conditions: list[Condition]
+    splits: dict[str, list[Subset]] = dataclasses.field(default_factory=dict)  # catalog corpora only
+    corpus_banks: dict[str, CorpusBank] = dataclasses.field(default_factory=dict)
+    planned: list[str] = dataclasses.field(default_factory=list)  # variants in the config not built yet
 
     @property
     def noise_types(self) -> list[str]:
         return sorted({c.noise for c in self.conditions if c.noise})
 
     @property
-    def rt60s(self) -> list[float]:
-        return sorted({c.rt60_s for c in self.conditions if c.rt60_s is not None})
+    def archives(self) -> list[Archive]:
+        """Every archive some split or bank needs, once each."""
+        subsets = [s for split in self.splits.values() for s in split] + [b.subset for b in self.corpus_banks.values()]
+        return list({(s.archive.dataset, s.archive.name): s.archive for s in subsets}.values())
 
 
-def build_grid(config: dict[str, Any]) -> Grid:
-    """The semantic checks a schema cannot express, then the grid."""
-    models = list(config["models"])
-    variants = variants_from_config(config["compression"])
-    conditions = conditions_from_config(config["conditions"])
+def _corpus_banks(section: dict[str, Any], catalog: Catalog | None) -> dict[str, CorpusBank]:
+    banks = {}
+    for name, entry in (section or {}).items():
+        key = f"banks.corpora.{name}.subset"
+        assert catalog is not None
+        subset = catalog.subset(entry["subset"], key)
+        if subset.layout in NOISE_LAYOUTS:
+            kind = "noise"
+        elif subset.layout in RIR_LAYOUTS and subset.name in ("real", "simulated"):
+            kind = "rir"
+        else:
+            raise ConfigError(key, f"{subset.ref} ({subset.layout} layout) is not a noise or RIR subset")
+        banks[name] = CorpusBank(name, kind, subset, {k: v for k, v in entry.items() if k != "subset"})
+    return banks
+
+
+def _check_bank_names(conditions: list[Condition], config: dict[str, Any], banks: dict[str, CorpusBank]) -> None:
+    noise_banks = [*DEMO_NOISE_TYPES, *(n for n, b in banks.items() if b.kind == "noise")]
+    rir_banks = [n for n, b in banks.items() if b.kind == "rir"]
+    protocols = (config["conditions"].get("random") or {})
     for condition in conditions:
-        if condition.noise and condition.noise not in DEMO_NOISE_TYPES:
-            raise ConfigError(
-                "conditions", f"noise type {condition.noise!r} has no bank; known: {', '.join(DEMO_NOISE_TYPES)}"
-            )
-    return Grid(models, variants, conditions)
+        if condition.kind == "random":
+            protocol = RandomProtocol.from_config(condition.protocol, protocols[condition.protocol])
+            needed_noise, needed_rir = list(protocol.noise), [protocol.rir] if protocol.uses_reverb else []
+            key = f"conditions.random.{condition.protocol}"
+        else:
+            needed_noise, needed_rir = [condition.noise] if condition.noise else [], [condition.rir] if condition.rir else []
+            key = "conditions"
+        for noise in needed_noise:
+            if noise not in noise_banks:
+                raise ConfigError(key, f"noise bank {noise!r} is unknown; known: {', '.join(noise_banks)} "
+                                       "(corpus banks are declared under banks.corpora)")
+        for rir in needed_rir:
+            if not is_simulated_room(rir) and rir not in rir_banks:
+                raise ConfigError(key, f"RIR bank {rir!r} is unknown; give a simulated RT60 in seconds or one of: "
+                                       f"{', '.join(rir_banks) or '(no RIR bank in banks.corpora)'}")
+
+
+def _catalog_splits(corpus: dict[str, Any], catalog: Catalog | None) -> dict[str, list[Subset]]:
+    if corpus["kind"] != "catalog":
+        return {}
+    assert catalog is not None
+    splits = {}
+    for split, entry in corpus["splits"].items():
+        subsets = [catalog.subset(ref, f"corpus.splits.{split}.subsets[{i}]") for i, ref in enumerate(entry["subsets"])]
+        for i, subset in enumerate(subsets):
+            if subset.layout not in SPEECH_LAYOUTS:
+                raise ConfigError(f"corpus.splits.{split}.subsets[{i}]", f"{subset.ref} is not transcribed speech")
+        splits[split] = subsets
+    return splits
+
+
+def build_grid(config: dict[str, Any], catalog: Catalog | None = None) -> Grid:
+    """The semantic checks a schema cannot express, then the grid.
+
+    ``catalog`` defaults to the file ``config['catalog']`` names, read only when a split or bank needs it.
+    """
+    if catalog is None and (config["corpus"]["kind"] == "catalog" or (config.get("banks") or {}).get("corpora")):
+        catalog = load_catalog(config.get("catalog", "config/catalog.yaml"))
+    models = list(config["models"])
+    for name, entry in config["models"].items():
+        ModelSpec.from_config(name, entry)
+    variants, planned = variants_from_config(config["compression"])
+    conditions = conditions_from_config(config["conditions"])
+    banks = _corpus_banks((config.get("banks") or {}).get("corpora"), catalog)
+    _check_bank_names(conditions, config, banks)
+    splits = _catalog_splits(config["corpus"], catalog)
+    fine_tuned = [name for name, entry in config["models"].items() if entry.get("finetune", True)]
+    if fine_tuned and splits and not {"train", "dev"} <= set(splits):
+        raise ConfigError("corpus.splits", f"models {', '.join(fine_tuned)} are fine-tuned: give train and dev subsets "
+                                           "(or set models.<name>.finetune: false)")
+    return Grid(models, variants, conditions, splits, banks, planned)
 
 
 def load_config(path: str | Path, schema_path: str | Path) -> tuple[dict[str, Any], Grid]:

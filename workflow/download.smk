@@ -1,0 +1,56 @@
+# Stage 0: everything fetched from the network lands under resources/, verified, once.
+# Downstream rules read these through ancient(): a re-download or a touched folder
+# never reruns data preparation, training or decoding by mtime alone.
+
+
+rule download:
+    """Fetch one catalog archive (resumable, retried, checksum-verified, renamed into place)."""
+    output:
+        archive="resources/downloads/{dataset}/{filename}",
+        marker="resources/downloads/{dataset}/{filename}.verified.json",
+    params:
+        remote=archive_params,
+    retries: 1
+    resources:
+        downloads=1,
+    conda:
+        "../envs/asrcompress.yaml"
+    log:
+        "logs/download/{dataset}/{filename}.log",
+    benchmark:
+        "benchmarks/download/{dataset}/{filename}.tsv"
+    script:
+        "../scripts/download.py"
+
+
+rule extract:
+    """Unpack a verified archive (path-traversal entries refused; all or nothing)."""
+    input:
+        extracted_archive,
+    output:
+        directory("resources/corpora/{dataset}/{archive}"),
+    conda:
+        "../envs/asrcompress.yaml"
+    log:
+        "logs/extract/{dataset}/{archive}.log",
+    benchmark:
+        "benchmarks/extract/{dataset}/{archive}.tsv"
+    script:
+        "../scripts/extract.py"
+
+
+rule fetch_model:
+    """Download a Hugging Face checkpoint once into resources/models/{model}."""
+    output:
+        directory("resources/models/{model}"),
+    params:
+        hub=hub_model_params,
+    retries: 1
+    conda:
+        "../envs/asrcompress.yaml"
+    log:
+        "logs/download/models/{model}.log",
+    benchmark:
+        "benchmarks/download/models/{model}.tsv"
+    script:
+        "../scripts/fetch_model.py"
