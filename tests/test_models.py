@@ -1,25 +1,93 @@
+import pytest
 import torch
 
-from asrcompress.models import ModelSpec, build_model, build_processor, load_pretrained_dir, save_model_dir
+from asrcompress.errors import ConfigError, PipelineError
+from asrcompress.models import ModelSpec, build_processor, fetch_pretrained, load_checkpoint, load_pretrained_dir, save_model_dir
 
-from helpers import TINY_ARCHITECTURE
+from helpers import TINY_ARCHITECTURE, tiny_model
+
+ENCODER_KEY = "encoder.layers.0.attention.k_proj.weight"
 
 
-def test_pretrained_checkpoint_gets_our_character_head(tmp_path):
-    """The from_pretrained path, on a checkpoint folder made here (as downloaded from a hub): the
-    encoder weights are kept and the CTC head is rebuilt for our vocabulary."""
-    from transformers import Wav2Vec2Config, Wav2Vec2ForCTC
+def _tiny_ssl_model(kind: str):
+    """A pretrained-only SSL model (no CTC head) of each family, as a hub checkpoint would hold."""
+    import transformers
 
+    config_cls, model_cls = {
+        "wav2vec2": ("Wav2Vec2Config", "Wav2Vec2Model"),
+        "hubert": ("HubertConfig", "HubertModel"),
+        "wavlm": ("WavLMConfig", "WavLMModel"),
+        "data2vec-audio": ("Data2VecAudioConfig", "Data2VecAudioModel"),
+    }[kind]
+    architecture = dict(TINY_ARCHITECTURE)
+    if kind == "data2vec-audio":  # its conv frontend has no norm choice and a different positional layer
+        architecture.pop("do_stable_layer_norm")
+        architecture.pop("feat_extract_norm")
+        architecture.pop("num_conv_pos_embedding_groups")
+        architecture["num_conv_pos_embeddings"] = 5
     torch.manual_seed(0)
-    foreign = Wav2Vec2ForCTC(Wav2Vec2Config(**TINY_ARCHITECTURE, vocab_size=50))
-    foreign.save_pretrained(str(tmp_path / "hub"))
-    processor = build_processor()
-    model = build_model(ModelSpec("w2v2", "pretrained", pretrained_id=str(tmp_path / "hub")), processor)
+    return getattr(transformers, model_cls)(getattr(transformers, config_cls)(**architecture))
+
+
+@pytest.mark.parametrize("kind", ["wav2vec2", "hubert", "wavlm", "data2vec-audio"])
+def test_ssl_only_checkpoint_gets_our_character_vocabulary_and_a_fresh_ctc_head(tmp_path, kind):
+    ssl = _tiny_ssl_model(kind)
+    ssl.save_pretrained(str(tmp_path / "hub"))  # no tokenizer, no preprocessor config: SSL-only
+    spec = ModelSpec.from_config("m", {"init": "pretrained", "pretrained_id": str(tmp_path / "hub")})
+    assert spec.is_local and spec.source == str(tmp_path / "hub")
+    model, processor = load_checkpoint(spec, spec.source, 16000)
+    assert type(model).__name__.endswith("ForCTC")
     assert model.lm_head.out_features == len(processor.tokenizer)
     assert model.config.pad_token_id == processor.tokenizer.pad_token_id == 0
-    encoder = "wav2vec2.encoder.layers.0.attention.k_proj.weight"
-    assert torch.equal(model.state_dict()[encoder], foreign.state_dict()[encoder])
-    save_model_dir(model, processor, tmp_path / "saved")
-    reloaded, reloaded_processor = load_pretrained_dir(tmp_path / "saved")
-    assert torch.equal(reloaded.state_dict()[encoder], foreign.state_dict()[encoder])
-    assert reloaded_processor.tokenizer.get_vocab() == processor.tokenizer.get_vocab()
+    base = getattr(model, model.base_model_prefix)
+    assert torch.equal(base.state_dict()[ENCODER_KEY], ssl.state_dict()[ENCODER_KEY])  # encoder kept
+    with torch.no_grad():
+        logits = model(torch.randn(1, 8000)).logits
+    assert logits.shape[-1] == len(processor.tokenizer)
+
+
+def test_fine_tuned_checkpoint_keeps_its_own_tokenizer_and_feature_extractor(tmp_path):
+    """A CTC checkpoint saved with save_pretrained and re-loaded from its local path keeps everything."""
+    model, processor = tiny_model()
+    processor.feature_extractor.do_normalize = False  # a setting only the checkpoint knows
+    save_model_dir(model, processor, tmp_path / "ft")
+    spec = ModelSpec.from_config("ft", {"init": "pretrained", "pretrained_id": str(tmp_path / "ft"), "finetune": False})
+    loaded, loaded_processor = load_checkpoint(spec, spec.source, 16000)
+    assert loaded_processor.tokenizer.get_vocab() == processor.tokenizer.get_vocab()
+    assert loaded_processor.feature_extractor.do_normalize is False
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    reloaded, _ = load_pretrained_dir(tmp_path / "ft")
+    assert torch.equal(reloaded.lm_head.weight, model.lm_head.weight)
+
+
+def test_checkpoint_errors_name_the_model_key(tmp_path):
+    spec = ModelSpec.from_config("m", {"init": "pretrained", "pretrained_id": str(tmp_path / "absent")})
+    assert not spec.is_local and spec.source == "resources/models/m"  # not a folder: a hub id, fetched there
+    with pytest.raises(ConfigError, match="models.m.pretrained_id"):
+        load_checkpoint(spec, tmp_path / "absent", 16000)
+    with pytest.raises(ConfigError, match="models.m.pretrained_id"):
+        ModelSpec.from_config("m", {"init": "pretrained"})
+    with pytest.raises(ConfigError, match="models.m.finetune"):
+        ModelSpec.from_config("m", {"init": "scratch", "finetune": False})
+    model, processor = tiny_model()
+    save_model_dir(model, processor, tmp_path / "ft")
+    with pytest.raises(ConfigError, match="expects 16000 Hz"):
+        load_checkpoint(spec, tmp_path / "ft", 8000)
+
+
+def test_offline_hub_fetch_fails_clearly_and_leaves_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    out = tmp_path / "resources" / "models" / "robust"
+    with pytest.raises(PipelineError, match=r"cannot fetch model 'facebook/wav2vec2-large-robust-ft-libri-960h'.*hf download"):
+        fetch_pretrained("facebook/wav2vec2-large-robust-ft-libri-960h", out)
+    assert not out.exists() and not list(out.parent.iterdir())
+
+
+def test_build_processor_is_character_level():
+    processor = build_processor()
+    assert processor.tokenizer.pad_token_id == 0
+    assert processor.tokenizer.decode(processor.tokenizer("HE'S IN").input_ids) == "HE'S IN"

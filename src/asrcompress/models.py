@@ -117,7 +117,7 @@ def load_checkpoint(spec: ModelSpec, source: str | os.PathLike[str], sample_rate
     The checkpoint's own feature extractor (normalisation, attention masks) is kept; so is its
     tokenizer when it has one, otherwise ours is used and the CTC head is new (SSL-only checkpoints).
     """
-    from transformers import AutoConfig, AutoFeatureExtractor, AutoModelForCTC, Wav2Vec2CTCTokenizer, Wav2Vec2Processor
+    from transformers import AutoConfig, AutoFeatureExtractor, AutoModelForCTC, Wav2Vec2Processor
 
     source = str(source)
     if not Path(source).is_dir():
@@ -129,15 +129,18 @@ def load_checkpoint(spec: ModelSpec, source: str | os.PathLike[str], sample_rate
         raise ConfigError(f"models.{spec.name}.pretrained_id",
                           f"{source}: model type {getattr(config, 'model_type', None)!r} has no CTC head in transformers")
     own_tokenizer = checkpoint_has_tokenizer(source)
-    tokenizer = Wav2Vec2CTCTokenizer.from_pretrained(source) if own_tokenizer else build_processor(sample_rate).tokenizer
-    if (Path(source) / "preprocessor_config.json").is_file():
-        feature_extractor = AutoFeatureExtractor.from_pretrained(source)
+    if own_tokenizer:
+        processor = Wav2Vec2Processor.from_pretrained(source)
     else:
-        feature_extractor = build_processor(sample_rate).feature_extractor
+        ours = build_processor(sample_rate)
+        # Recent transformers save the feature extractor inside processor_config.json, older ones beside it.
+        has_extractor = any((Path(source) / name).is_file() for name in ("preprocessor_config.json", "processor_config.json"))
+        extractor = AutoFeatureExtractor.from_pretrained(source) if has_extractor else ours.feature_extractor
+        processor = Wav2Vec2Processor(feature_extractor=extractor, tokenizer=ours.tokenizer)
+    tokenizer, feature_extractor = processor.tokenizer, processor.feature_extractor
     if feature_extractor.sampling_rate != sample_rate:
         raise ConfigError("sample_rate", f"{source} expects {feature_extractor.sampling_rate} Hz audio, "
                                          f"the config says {sample_rate} Hz")
-    processor = Wav2Vec2Processor(feature_extractor=feature_extractor, tokenizer=tokenizer)
     overrides = {**spec.architecture, **(_ctc_settings(tokenizer) if not own_tokenizer else {})}
     model = AutoModelForCTC.from_pretrained(source, ignore_mismatched_sizes=not own_tokenizer, **overrides)
     return model, processor

@@ -1,0 +1,47 @@
+"""From a catalog subset's extracted folders to a manifest: one entry point per product.
+
+The workflow knows subsets by layout (``asrcompress.catalog``); this module maps each layout
+to its reader, so the rules stay generic.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from ..errors import ConfigError
+from ..manifest import Utterance
+from .librispeech import prepare_librispeech
+from .noise_corpora import prepare_demand, prepare_musan, prepare_urbansound8k
+from .rirs_noises import prepare_rirs
+
+# Libri-Light's limited splits ship whole-chapter transcripts beside a selection of the chapter's audio.
+PARTIAL_TRANSCRIPTS = ("librilight_limited",)
+
+
+def prepare_speech_split(
+    roots_by_subset: Mapping[str, Sequence[str]], out_dir: str | Path, *, max_utterances: int | None, seed: int
+) -> list[Utterance]:
+    """A train/dev/test manifest from LibriSpeech-layout subsets (``<dataset>/<subset>`` -> folders)."""
+    lenient = any(ref.split("/")[0] in PARTIAL_TRANSCRIPTS for ref in roots_by_subset)
+    return prepare_librispeech(roots_by_subset, out_dir, max_utterances=max_utterances, seed=seed,
+                               allow_missing_audio=lenient)
+
+
+def prepare_corpus_bank(
+    layout: str, subset: str, roots: Sequence[str], out_dir: str | Path, options: dict[str, Any], seed: int
+) -> list[Utterance]:
+    """A noise or RIR bank (``config.banks.corpora.<name>``) from one catalog subset."""
+    root = Path(roots[0])
+    if layout == "musan":
+        return prepare_musan(root.parent, root.name, out_dir)
+    if layout == "urbansound8k":
+        return prepare_urbansound8k(root, out_dir, exclude_classes=options.get("exclude_classes", ()),
+                                    include_classes=options.get("include_classes"))
+    if layout == "demand":
+        return prepare_demand(root.parent, out_dir, environments=options.get("environments") or [root.name],
+                              channel=options.get("channel", 1))
+    if layout == "rirs_noises":
+        return prepare_rirs(root.parent, subset, out_dir, rooms=options.get("rooms"),
+                            max_files=options.get("max_files"), seed=seed)
+    raise ConfigError("banks.corpora", f"no bank can be made from a {layout!r} subset")
