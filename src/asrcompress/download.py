@@ -288,7 +288,7 @@ def _fetch(session: requests.Session, url: str, part: Path, remote: RemoteFile, 
 
 
 def download(remote: RemoteFile, dest: str | os.PathLike[str], *, attempts: int = 5, backoff_s: float = 2.0,
-             timeout_s: float = 60.0, chunk_bytes: int = 1 << 20,
+             timeout_s: float = 60.0, chunk_bytes: int = 1 << 16,
              session: requests.Session | None = None) -> DownloadRecord:
     """Fetch ``remote`` (its URL, then each mirror) to ``dest``, verified; a no-op if ``dest`` is already verified.
 

@@ -127,5 +127,12 @@ FIGURES = {
 }
 
 
+def label_by_model(table: pd.DataFrame) -> pd.DataFrame:
+    """With several models, a series is a (model, variant) pair: name it so, so every figure tells them apart."""
+    if table["model"].nunique() <= 1:
+        return table
+    return table.assign(variant=table["model"].astype(str) + ": " + table["variant"].astype(str))
+
+
 def make_figure(name: str, wer_csv: str, out_png: str) -> None:
-    FIGURES[name](pd.read_csv(wer_csv), out_png)
+    FIGURES[name](label_by_model(pd.read_csv(wer_csv)), out_png)
