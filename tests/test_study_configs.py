@@ -1,0 +1,81 @@
+"""The five study configurations: valid, and a dry run plans the whole DAG once their downloads exist."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from asrcompress.catalog import load_catalog
+from asrcompress.config import build_grid, check_schema
+from asrcompress.models import ModelSpec
+
+from workflow_utils import REPO, planned_jobs, workflow_copy
+
+STUDIES = sorted((REPO / "config" / "studies").glob("E*.yaml"))
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def _grid(path: Path):
+    config = yaml.safe_load(path.read_text())
+    check_schema(config, SCHEMA)
+    return config, build_grid(config, load_catalog(REPO / config["catalog"]))
+
+
+def test_there_are_five_studies():
+    assert [p.stem.split("_")[0] for p in STUDIES] == ["E1", "E2", "E3", "E4", "E5"]
+
+
+def _fake_resources(workdir: Path, config: dict, grid) -> None:
+    """What the download, extract and fetch_model rules would leave, as empty stand-ins."""
+    for archive in grid.archives:
+        (workdir / archive.download_path).parent.mkdir(parents=True, exist_ok=True)
+        (workdir / archive.download_path).touch()
+        (workdir / f"{archive.download_path}.verified.json").write_text("{}")
+        (workdir / archive.extract_dir).mkdir(parents=True, exist_ok=True)
+    for name, entry in config["models"].items():
+        spec = ModelSpec.from_config(name, entry)
+        if spec.init == "pretrained" and not spec.is_local:
+            (workdir / spec.source).mkdir(parents=True, exist_ok=True)
+
+
+@pytest.mark.parametrize("study", STUDIES, ids=lambda p: p.stem)
+def test_study_dry_run_plans_everything_but_the_downloads(tmp_path, study):
+    config, grid = _grid(study)
+    workdir = workflow_copy(tmp_path)
+    _fake_resources(workdir, config, grid)
+    jobs = planned_jobs(workdir, "--configfile", f"config/studies/{study.name}")
+    rules = {rule for rule, _ in jobs}
+    assert not rules & {"download", "extract", "fetch_model", "demo_corpus"}, rules
+    assert {"prepare_split", "corpus_bank", "augment", "finetune", "compress", "decode", "score", "aggregate"} <= rules
+    n_cells = len(grid.models) * len(grid.variants) * len(grid.conditions)
+    assert sum(rule == "decode" for rule, _ in jobs) == n_cells
+    needs_training = any(entry.get("finetune", True) for entry in config["models"].values())
+    assert {wc for rule, wc in jobs if rule == "prepare_split"} == (
+        {"split=train", "split=dev", "split=test"} if needs_training else {"split=test"})
+
+
+@pytest.mark.parametrize("study", STUDIES, ids=lambda p: p.stem)
+def test_study_without_downloads_plans_them_from_the_catalog(tmp_path, study):
+    config, grid = _grid(study)
+    workdir = workflow_copy(tmp_path)
+    jobs = planned_jobs(workdir, "--configfile", f"config/studies/{study.name}")
+    downloads = {wc for rule, wc in jobs if rule == "download"}
+    needs_training = any(entry.get("finetune", True) for entry in config["models"].values())
+    used = [s for split, subsets in grid.splits.items() if needs_training or split == "test" for s in subsets]
+    used += [bank.subset for bank in grid.corpus_banks.values()]
+    assert downloads == {f"dataset={s.archive.dataset}, filename={s.archive.filename}" for s in used}
+    hub_models = [n for n, e in config["models"].items() if not ModelSpec.from_config(n, e).is_local]
+    assert {wc for rule, wc in jobs if rule == "fetch_model"} == {f"model={n}" for n in hub_models}
+
+
+def test_e1_names_the_paper_protocol_and_skips_planned_variants():
+    config, grid = _grid(REPO / "config" / "studies" / "E1_pimentel.yaml")
+    assert "random/pimentel" in [c.id for c in grid.conditions]
+    protocol = config["conditions"]["random"]["pimentel"]
+    assert protocol["snr_db"] == [0, 20] and protocol["white_noise_prob"] == 0.3
+    assert config["banks"]["corpora"]["us8k"]["exclude_classes"] == ["children_playing", "street_music"]
+    assert [p.split(":")[1].split()[0] for p in grid.planned] == ["fp16", "prune_int8"]
+    assert [v.id for v in grid.variants][:2] == ["none", "dynamic_int8"]
+    assert len([v for v in grid.variants if v.method == "magnitude"]) == 9
