@@ -100,7 +100,8 @@ def test_condition_is_deterministic_and_records_what_it_did(tmp_path, real_test_
     condition = Condition("noise+reverb", "real", 5.0, "0.5")
     outputs = []
     for run in ("a", "b"):
-        build_condition(condition, str(test), tmp_path / run, 16000, seed=3, noise_bank_manifests=[str(noise)], rir_bank_manifest=str(rirs))
+        build_condition(condition, str(test), tmp_path / run, 16000, seed=3, noise_bank_manifests=[str(noise)],
+                        rir_bank_manifest=str(rirs))
         outputs.append(read_manifest(tmp_path / run / "manifest.jsonl"))
     first, second = outputs
     assert len(first) == 4
@@ -112,7 +113,8 @@ def test_condition_is_deterministic_and_records_what_it_did(tmp_path, real_test_
     summary = json.loads((tmp_path / "a" / "summary.json").read_text())
     assert summary["n_skipped"] == 0 and summary["snr_db_measured_mean"] == pytest.approx(5.0, abs=0.1)
     other_seed = tmp_path / "c"
-    build_condition(condition, str(test), other_seed, 16000, seed=4, noise_bank_manifests=[str(noise)], rir_bank_manifest=str(rirs))
+    build_condition(condition, str(test), other_seed, 16000, seed=4, noise_bank_manifests=[str(noise)],
+                        rir_bank_manifest=str(rirs))
     changed = read_manifest(other_seed / "manifest.jsonl")
     assert any(sf.read(a.path)[0].tobytes() != sf.read(c.path)[0].tobytes() for a, c in zip(first, changed))
 
