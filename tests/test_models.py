@@ -91,3 +91,25 @@ def test_build_processor_is_character_level():
     processor = build_processor()
     assert processor.tokenizer.pad_token_id == 0
     assert processor.tokenizer.decode(processor.tokenizer("HE'S IN").input_ids) == "HE'S IN"
+
+
+def test_hub_checkpoint_is_fetched_once_into_resources_and_loads(tmp_path, monkeypatch):
+    """fetch_pretrained against a loopback stand-in of the hub (HF_ENDPOINT), then from_pretrained on it."""
+    import huggingface_hub.constants as constants
+
+    from fake_hub import FakeHub
+
+    _tiny_ssl_model("hubert").save_pretrained(str(tmp_path / "repo"))
+    with FakeHub("facebook/hubert-tiny", tmp_path / "repo") as hub:
+        monkeypatch.setattr(constants, "ENDPOINT", hub.endpoint)
+        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub.endpoint + "/{repo_id}/resolve/{revision}/{filename}")
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        out = tmp_path / "resources" / "models" / "hubert"
+        fetch_pretrained("facebook/hubert-tiny", out)
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
+    assert (out / "model.safetensors").read_bytes() == (tmp_path / "repo" / "model.safetensors").read_bytes()
+    assert any(path.endswith("/resolve/" + "0123456789abcdef0123456789abcdef01234567/model.safetensors")
+               for _, path in hub.requests)
+    spec = ModelSpec.from_config("hubert", {"init": "pretrained", "pretrained_id": "facebook/hubert-tiny"})
+    model, _ = load_checkpoint(spec, out, 16000)
+    assert type(model).__name__ == "HubertForCTC"
