@@ -46,13 +46,22 @@ def test_ssl_only_checkpoint_gets_our_character_vocabulary_and_a_fresh_ctc_head(
     assert logits.shape[-1] == len(processor.tokenizer)
 
 
-def test_fine_tuned_checkpoint_keeps_its_own_tokenizer_and_feature_extractor(tmp_path):
-    """A CTC checkpoint saved with save_pretrained and re-loaded from its local path keeps everything."""
-    model, processor = tiny_model()
+@pytest.mark.parametrize("kind", ["wav2vec2", "hubert", "wavlm", "data2vec-audio"])
+def test_fine_tuned_checkpoint_keeps_its_own_tokenizer_and_feature_extractor(tmp_path, kind):
+    """A CTC checkpoint of each family, saved with save_pretrained and re-loaded from its local path, keeps everything."""
+    import transformers
+
+    ssl = _tiny_ssl_model(kind)
+    processor = build_processor()
+    ctc_class = getattr(transformers, type(ssl).__name__.replace("Model", "ForCTC"))
+    torch.manual_seed(1)
+    model = ctc_class(ssl.config.__class__(**{**ssl.config.to_dict(), "vocab_size": len(processor.tokenizer),
+                                              "pad_token_id": processor.tokenizer.pad_token_id}))
     processor.feature_extractor.do_normalize = False  # a setting only the checkpoint knows
     save_model_dir(model, processor, tmp_path / "ft")
     spec = ModelSpec.from_config("ft", {"init": "pretrained", "pretrained_id": str(tmp_path / "ft"), "finetune": False})
     loaded, loaded_processor = load_checkpoint(spec, spec.source, 16000)
+    assert type(loaded) is ctc_class
     assert loaded_processor.tokenizer.get_vocab() == processor.tokenizer.get_vocab()
     assert loaded_processor.feature_extractor.do_normalize is False
     for key, value in model.state_dict().items():
