@@ -1,6 +1,8 @@
 from asrcompress import logs
-from asrcompress.download import RemoteFile, download
+from asrcompress.catalog import load_catalog
+from asrcompress.download import download
 
 logs.to_file(snakemake.log[0])
-remote = dict(snakemake.params.remote)
-download(RemoteFile(**{**remote, "mirrors": tuple(remote["mirrors"])}), snakemake.output.archive)
+wildcards = snakemake.wildcards
+archive = load_catalog(snakemake.params.catalog).archive_by_filename(wildcards.dataset, wildcards.filename)
+download(archive.remote(), archive.download_path)

@@ -199,3 +199,30 @@ def test_random_condition_is_reproducible_and_summarised(tmp_path, real_test_set
 def test_random_protocol_config_errors_name_the_key(entry, key):
     with pytest.raises(ConfigError, match=rf"conditions\.random\.p\.{key}"):
         RandomProtocol.from_config("p", entry)
+
+
+def test_random_protocol_order_decides_whether_the_noise_is_reverberated(tmp_path, shared_data, speech):
+    """noise_first reverberates the noise too (the mixture is convolved); reverb_first leaves it dry."""
+    noise_manifest = tmp_path / "n.jsonl"
+    write_manifest(noise_manifest, [Utterance("n1", str(shared_data / "noise/speechbrain_noise1.wav"), 33.1, "real", "")])
+    rir_manifest = tmp_path / "r.jsonl"
+    write_manifest(rir_manifest, [Utterance("clap", str(shared_data / "rir/rir_clap_seminar_room.wav"), 1.0, "real", "")])
+    noise_bank, rir_bank = Bank.load(noise_manifest, 16000), Bank.load(rir_manifest, 16000)
+    segment = speech[:8000]
+    outputs, infos = {}, {}
+    for order in ("noise_first", "reverb_first"):
+        protocol = RandomProtocol.from_config("p", {"noise": ["n"], "rir": "r", "kinds": ["noise+reverb"],
+                                                    "white_noise_prob": 0.0, "order": order})
+        outputs[order], infos[order] = corrupt_random(segment, protocol, np.random.default_rng(5), noise_bank, rir_bank)
+        assert infos[order]["order"] == order and infos[order]["drawn_kind"] == "noise+reverb"
+        assert infos[order]["noise_offset"] + len(segment) <= len(noise_bank.wave(0))  # a crop inside the file
+
+    def noise_of(info):
+        return noise_bank.wave(0)[info["noise_offset"]:info["noise_offset"] + len(segment)]
+
+    first = infos["noise_first"]
+    dry_mixture, _ = mix_at_snr(segment, noise_of(first), first["snr_db_target"])
+    np.testing.assert_allclose(outputs["noise_first"], reverberate(dry_mixture, rir_bank.wave(0)), atol=1e-4)
+    second = infos["reverb_first"]
+    wet_mixture, _ = mix_at_snr(reverberate(segment, rir_bank.wave(0)), noise_of(second), second["snr_db_target"])
+    np.testing.assert_allclose(outputs["reverb_first"], wet_mixture, atol=1e-4)

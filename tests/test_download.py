@@ -186,6 +186,25 @@ def test_checksum_mismatch_names_url_and_digests_and_leaves_nothing(server, libr
     assert leftovers(dest.parent) == []
 
 
+def test_a_corrupt_copy_on_one_server_falls_back_to_the_next_mirror(server, librispeech_tgz, tmp_path):
+    corrupt = tmp_path / "www" / "corrupt.tar.gz"
+    corrupt.write_bytes(librispeech_tgz.read_bytes()[:-10] + b"0123456789")  # same size, wrong bytes
+    remote = catalog(librispeech_tgz, server.url("corrupt.tar.gz"), server.url("dev-clean.tar.gz"))
+    record = download(remote, tmp_path / "dl" / "dev-clean.tar.gz", **FAST)
+    assert record.url == server.url("dev-clean.tar.gz")
+    assert (tmp_path / "dl" / "dev-clean.tar.gz").read_bytes() == librispeech_tgz.read_bytes()
+
+
+def test_third_party_values_only_warn_but_cannot_stand_alone(server, librispeech_tgz, tmp_path, caplog):
+    url = server.url("dev-clean.tar.gz")
+    wrong_third_party = catalog(librispeech_tgz, url, sha256="1" * 64, bytes=123, advisory=("sha256", "bytes"))
+    record = download(wrong_third_party, tmp_path / "dl" / "a.tar.gz", **FAST)
+    assert record.verified == ["md5"]
+    assert "third-party sha256 does not match" in caplog.text
+    with pytest.raises(DownloadError, match="lacks a publisher checksum"):
+        download(RemoteFile(url, sha256=record.sha256, advisory=("sha256",)), tmp_path / "dl" / "b.tar.gz", **FAST)
+
+
 def test_404_is_not_retried(server, tmp_path):
     url = server.url("missing.tar.gz")
     with pytest.raises(DownloadError, match="HTTP 404") as caught:
@@ -233,7 +252,7 @@ def test_all_urls_failing_lists_each_with_its_error(server, librispeech_tgz, tmp
 
 
 def test_missing_checksum_is_refused(server, tmp_path):
-    with pytest.raises(DownloadError, match="lacks a checksum"):
+    with pytest.raises(DownloadError, match="lacks a publisher checksum"):
         download(RemoteFile(server.url("dev-clean.tar.gz"), bytes=10), tmp_path / "x", **FAST)
     assert server.requests == []
 

@@ -109,6 +109,7 @@ def test_hub_checkpoint_is_fetched_once_into_resources_and_loads(tmp_path, monke
     from fake_hub import FakeHub
 
     _tiny_ssl_model("hubert").save_pretrained(str(tmp_path / "repo"))
+    (tmp_path / "repo" / "pytorch_model.bin").write_bytes(b"the same weights again, in the old format")
     with FakeHub("facebook/hubert-tiny", tmp_path / "repo") as hub:
         monkeypatch.setattr(constants, "ENDPOINT", hub.endpoint)
         monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub.endpoint + "/{repo_id}/resolve/{revision}/{filename}")
@@ -122,3 +123,21 @@ def test_hub_checkpoint_is_fetched_once_into_resources_and_loads(tmp_path, monke
     spec = ModelSpec.from_config("hubert", {"init": "pretrained", "pretrained_id": "facebook/hubert-tiny"})
     model, _ = load_checkpoint(spec, out, 16000)
     assert type(model).__name__ == "HubertForCTC"
+
+
+def test_evaluating_an_ssl_only_checkpoint_as_it_is_is_refused(tmp_path):
+    _tiny_ssl_model("wav2vec2").save_pretrained(str(tmp_path / "ssl"))
+    spec = ModelSpec.from_config("m", {"init": "pretrained", "pretrained_id": str(tmp_path / "ssl"), "finetune": False})
+    with pytest.raises(ConfigError, match="models.m.finetune.*no trained CTC head"):
+        load_checkpoint(spec, spec.source, 16000)
+
+
+@pytest.mark.parametrize("norm, mask", [("group", False), ("layer", True)])
+def test_attention_mask_follows_the_front_end_norm_without_a_preprocessor_config(tmp_path, norm, mask):
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+    config = Wav2Vec2Config(**{**TINY_ARCHITECTURE, "feat_extract_norm": norm, "do_stable_layer_norm": norm == "layer"})
+    Wav2Vec2Model(config).save_pretrained(str(tmp_path / "ssl"))
+    spec = ModelSpec.from_config("m", {"init": "pretrained", "pretrained_id": str(tmp_path / "ssl")})
+    _, processor = load_checkpoint(spec, spec.source, 16000)
+    assert processor.feature_extractor.return_attention_mask is mask

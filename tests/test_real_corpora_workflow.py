@@ -228,5 +228,32 @@ def test_a_checksum_mismatch_stops_the_download_and_leaves_nothing(served, tmp_p
     assert result.returncode != 0
     log = (workdir / "logs" / "download" / "librispeech" / "test-clean.tar.gz.log").read_text()
     assert "sha256" in log and "0" * 64 in log and server.url("test-clean.tar.gz") in log
-    assert not (workdir / "resources" / "downloads" / "librispeech" / "test-clean.tar.gz").exists()
+    downloads = workdir / "resources" / "downloads" / "librispeech"
+    assert not downloads.exists() or list(downloads.iterdir()) == []  # no archive, no .part, no marker
     assert not (workdir / "resources" / "corpora" / "librispeech" / "test-clean").exists()
+
+
+@pytest.mark.slow
+def test_an_archive_copied_in_by_hand_is_verified_in_place_without_network(served, tmp_path):
+    """The offline route: archives fetched elsewhere and copied into resources/downloads/."""
+    root, server = served
+    (tmp_path / "offline").mkdir()
+    workdir = workflow_copy(tmp_path / "offline")
+    catalog = _catalog(server, root / "www")
+    unreachable = "http://127.0.0.1:9/test-clean.tar.gz"  # the discard port: nothing listens
+    catalog["datasets"]["librispeech"]["archives"]["test-clean"]["url"] = unreachable
+    (workdir / "config" / "test_catalog.yaml").write_text(yaml.safe_dump(catalog))
+    config = _config(tmp_path, tmp_path)
+    config["models"] = {"m": {"init": "scratch", "architecture": TINY_ARCHITECTURE}}
+    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    copied = workdir / "resources" / "downloads" / "librispeech" / "test-clean.tar.gz"
+    copied.parent.mkdir(parents=True)
+    copied.write_bytes((root / "www" / "test-clean.tar.gz").read_bytes())
+    result = snakemake(workdir, "resources/corpora/librispeech/test-clean")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert copied.read_bytes() == (root / "www" / "test-clean.tar.gz").read_bytes()
+    record = json.loads((copied.parent / "test-clean.tar.gz.verified.json").read_text())
+    assert record["sha256"] == catalog["datasets"]["librispeech"]["archives"]["test-clean"]["sha256"]
+    log = (workdir / "logs" / "download" / "librispeech" / "test-clean.tar.gz.log").read_text()
+    assert "attempt" not in log  # verified in place: no HTTP request was tried
+    assert sorted(p.name for p in (workdir / "resources/corpora/librispeech/test-clean/LibriSpeech/test-clean").iterdir())

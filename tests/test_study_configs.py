@@ -68,14 +68,3 @@ def test_study_without_downloads_plans_them_from_the_catalog(tmp_path, study):
     assert downloads == {f"dataset={s.archive.dataset}, filename={s.archive.filename}" for s in used}
     hub_models = [n for n, e in config["models"].items() if not ModelSpec.from_config(n, e).is_local]
     assert {wc for rule, wc in jobs if rule == "fetch_model"} == {f"model={n}" for n in hub_models}
-
-
-def test_e1_names_the_paper_protocol_and_skips_planned_variants():
-    config, grid = _grid(REPO / "config" / "studies" / "E1_pimentel.yaml")
-    assert "random/pimentel" in [c.id for c in grid.conditions]
-    protocol = config["conditions"]["random"]["pimentel"]
-    assert protocol["snr_db"] == [0, 20] and protocol["white_noise_prob"] == 0.3
-    assert config["banks"]["corpora"]["us8k"]["exclude_classes"] == ["children_playing", "street_music"]
-    assert [p.split(":")[1].split()[0] for p in grid.planned] == ["fp16", "prune_int8"]
-    assert [v.id for v in grid.variants][:2] == ["none", "dynamic_int8"]
-    assert len([v for v in grid.variants if v.method == "magnitude"]) == 9

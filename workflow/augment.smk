@@ -12,6 +12,8 @@ rule augment:
         seed=config["seed"],
         on_bad_audio=config["on_bad_audio"],
         protocol=random_protocol,
+    resources:
+        mem_mb=4000,
     conda:
         "../envs/asrcompress.yaml"
     log:

@@ -1,5 +1,4 @@
 # Config -> job grid, and the input/params functions the rules share.
-import dataclasses
 import os
 import sys
 
@@ -122,13 +121,14 @@ def hub_model_params(wildcards):
     return {"pretrained_id": entry["pretrained_id"], "revision": entry.get("revision")}
 
 
-def archive_params(wildcards):
+def archive_checksums(wildcards):
+    """Only what defines the file: a new mirror or URL in the catalog must not re-download 30 GB."""
     archive = CATALOG.archive_by_filename(wildcards.dataset, wildcards.filename)
-    return dataclasses.asdict(archive.remote())
+    return {"sha256": archive.sha256, "md5": archive.md5}
 
 
 def extracted_archive(wildcards):
-    return ancient(CATALOG.archive(wildcards.dataset, wildcards.archive).download_path)
+    return ancient(CATALOG.archive(wildcards.dataset, wildcards.archive).marker_path)
 
 
 def split_inputs(wildcards):
@@ -140,6 +140,7 @@ def split_params(wildcards):
     return {
         "roots_by_subset": {s.ref: s.roots for s in GRID.splits[wildcards.split]},
         "max_utterances": split.get("max_utterances"),
+        "partial_transcripts": [s.ref for s in GRID.splits[wildcards.split] if s.partial_transcripts],
         "seed": config["seed"],
     }
 

@@ -2,14 +2,22 @@
 # Downstream rules read these through ancient(): a re-download or a touched folder
 # never reruns data preparation, training or decoding by mtime alone.
 
+# Cluster compute nodes often have no internet: fetch on the submit host.
+localrules:
+    download,
+    fetch_model,
 
+
+
+# The marker is the only declared output: Snakemake deletes a job's outputs before running it, so an
+# archive copied in by hand (an offline machine) must not be one; download() verifies it in place.
 rule download:
     """Fetch one catalog archive (resumable, retried, checksum-verified, renamed into place)."""
     output:
-        archive="resources/downloads/{dataset}/{filename}",
-        marker="resources/downloads/{dataset}/{filename}.verified.json",
+        "resources/downloads/{dataset}/{filename}.verified.json",
     params:
-        remote=archive_params,
+        checksums=archive_checksums,
+        catalog=config["catalog"],
     retries: 1
     resources:
         downloads=1,

@@ -7,6 +7,7 @@ here; real corpora (MUSAN, OpenSLR-28) will fill the same format.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 from pathlib import Path
 from typing import Sequence
@@ -151,7 +152,9 @@ class Bank:
     records: list[Utterance]
     sources: list[Path]  # the manifest each record came from, to resolve its relative path
     sample_rate: int
-    _cache: dict[tuple[int, int], np.ndarray] = dataclasses.field(default_factory=dict, repr=False)
+    cache_size: int = 64  # waveforms kept decoded: a random protocol over MUSAN touches thousands of files
+    _cache: collections.OrderedDict[tuple[int, int], np.ndarray] = dataclasses.field(
+        default_factory=collections.OrderedDict, repr=False)
 
     @classmethod
     def load(cls, manifest_paths: str | Path | Sequence[str | Path], sample_rate: int) -> "Bank":
@@ -174,10 +177,14 @@ class Bank:
 
     def wave(self, index: int, channel: int = 0) -> np.ndarray:
         key = (index, channel)
-        if key not in self._cache:
-            path = resolve_audio(self.records[index], self.sources[index])
-            self._cache[key] = read_audio(path, self.sample_rate, resample=True, channel=channel)
-        return self._cache[key]
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        path = resolve_audio(self.records[index], self.sources[index])
+        wave = self._cache[key] = read_audio(path, self.sample_rate, resample=True, channel=channel)
+        if len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return wave
 
 
 def talkers_from_voices(voices: Sequence[str], n_talkers: int) -> list[Speaker]:

@@ -31,6 +31,13 @@ LAYOUTS = {
     "rirs_noises": "rirs_noises",
 }
 SPEECH_LAYOUTS = ("librispeech",)
+# The options of `banks.corpora.<name>` each layout understands; any other is a config error, not ignored.
+BANK_OPTIONS: dict[str, frozenset[str]] = {
+    "musan": frozenset(),
+    "urbansound8k": frozenset({"include_classes", "exclude_classes"}),
+    "demand": frozenset({"channel"}),
+    "rirs_noises": frozenset({"rooms", "max_files"}),
+}
 NOISE_LAYOUTS = ("musan", "urbansound8k", "demand")
 RIR_LAYOUTS = ("rirs_noises",)
 
@@ -44,6 +51,7 @@ class Archive:
     sha256: str | None = None
     md5: str | None = None
     bytes: int | None = None
+    advisory: tuple[str, ...] = ()  # values from third parties: checked, but a mismatch only warns
 
     @property
     def filename(self) -> str:
@@ -54,13 +62,19 @@ class Archive:
         return f"{RESOURCES}/downloads/{self.dataset}/{self.filename}"
 
     @property
+    def marker_path(self) -> str:
+        """Written by the download once the file verified; the workflow's handle on the archive."""
+        return f"{self.download_path}.verified.json"
+
+    @property
     def extract_dir(self) -> str:
         return f"{RESOURCES}/corpora/{self.dataset}/{self.name}"
 
     def remote(self):
         from .download import RemoteFile
 
-        return RemoteFile(url=self.url, mirrors=self.mirrors, sha256=self.sha256, md5=self.md5, bytes=self.bytes)
+        return RemoteFile(url=self.url, mirrors=self.mirrors, sha256=self.sha256, md5=self.md5, bytes=self.bytes,
+                          advisory=self.advisory)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +84,7 @@ class Subset:
     layout: str
     archive: Archive
     paths: tuple[str, ...]
+    partial_transcripts: bool = False  # transcripts list utterances the archive does not ship (Libri-Light)
 
     @property
     def ref(self) -> str:
@@ -134,10 +149,14 @@ def _archive(dataset: str, name: str, entry: dict[str, Any], key: str) -> Archiv
     if urlparse(url).scheme not in ("http", "https"):
         raise ConfigError(f"{key}.url", f"{url!r} is not an http(s) URL")
     sha256, md5 = entry.get("sha256"), entry.get("md5")
-    if not sha256 and not md5:
-        raise ConfigError(key, "has neither sha256 nor md5: unverified downloads are refused")
+    advisory = tuple(entry.get("advisory") or ())
+    unknown = sorted(set(advisory) - {"bytes", "sha256", "md5"})
+    if unknown:
+        raise ConfigError(f"{key}.advisory", f"{unknown}: only bytes, sha256 and md5 can be advisory")
+    if not any(value and kind not in advisory for kind, value in (("sha256", sha256), ("md5", md5))):
+        raise ConfigError(key, "has no publisher checksum (sha256 or md5 that is not advisory): unverified downloads are refused")
     return Archive(dataset, name, url, tuple(entry.get("mirrors") or ()), sha256 or None, md5 or None,
-                   int(entry["bytes"]) if entry.get("bytes") else None)
+                   int(entry["bytes"]) if entry.get("bytes") else None, advisory)
 
 
 def parse_catalog(raw: Any, source: str = "<catalog>") -> Catalog:
@@ -160,7 +179,8 @@ def parse_catalog(raw: Any, source: str = "<catalog>") -> Catalog:
             paths = tuple(subset.get("paths") or ("",))
             if any(Path(p).is_absolute() or ".." in Path(p).parts for p in paths):
                 raise ConfigError(f"{skey}.paths", "paths must stay inside the extracted archive")
-            subsets[subset_name] = Subset(name, subset_name, layout, archives[archive_name], paths)
+            subsets[subset_name] = Subset(name, subset_name, layout, archives[archive_name], paths,
+                                          bool(entry.get("partial_transcripts", False)))
         datasets[name] = Dataset(name, layout, str(entry.get("homepage", "")), str(entry.get("license", "")),
                                  str(entry.get("citation", "")), archives, subsets)
     return Catalog(datasets, source)

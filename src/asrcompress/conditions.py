@@ -116,8 +116,10 @@ class Condition:
 class RandomProtocol:
     """Per-utterance random corruption (``config.conditions.random.<name>``).
 
-    Defaults follow Pimentel et al. / RobustDistiller: one of clean, noise, reverb, noise+reverb
-    uniformly; integer SNR uniform in [0, 20] dB; white noise instead of a bank file 30% of the time.
+    Defaults follow Pimentel et al. / RobustDistiller (``robustness.py``): one of clean, noise, reverb,
+    noise+reverb uniformly; integer SNR uniform in [0, 20] dB; white noise instead of a bank file 30% of
+    the time; a random crop of the noise file (tiled only when shorter than the speech); and, for
+    noise+reverb, noise added first and the mixture reverberated (``order: noise_first``).
     """
 
     name: str
@@ -126,6 +128,7 @@ class RandomProtocol:
     snr_db: tuple[int, int] = (0, 20)
     white_noise_prob: float = 0.3
     kinds: tuple[str, ...] = MIXTURE_KINDS
+    order: str = "noise_first"
 
     @classmethod
     def from_config(cls, name: str, entry: dict[str, Any]) -> "RandomProtocol":
@@ -143,7 +146,10 @@ class RandomProtocol:
             raise ConfigError(f"{key}.noise", "needs at least one noise bank unless white_noise_prob is 1")
         if "rir" not in entry and any("reverb" in k for k in kinds):
             raise ConfigError(f"{key}.rir", "needs an RIR bank (a corpus bank name or a simulated RT60)")
-        return cls(name, noise, rir_key(entry.get("rir", "0")), (low, high), white, kinds)
+        order = entry.get("order", "noise_first")
+        if order not in ("noise_first", "reverb_first"):
+            raise ConfigError(f"{key}.order", f"{order!r}: choose noise_first or reverb_first")
+        return cls(name, noise, rir_key(entry.get("rir", "0")), (low, high), white, kinds, order)
 
     @property
     def uses_reverb(self) -> bool:
@@ -249,11 +255,15 @@ def add_reverb(wave: np.ndarray, rng: np.random.Generator, rir_bank: Bank) -> tu
     return reverberate(wave, rir_bank.wave(pick, channel)), info
 
 
-def add_noise(wave: np.ndarray, rng: np.random.Generator, noise_bank: Bank, snr_db: float) -> tuple[np.ndarray, dict[str, Any]]:
-    """Mix a random segment of a random bank file at ``snr_db`` (tiled when the file is shorter)."""
+def add_noise(
+    wave: np.ndarray, rng: np.random.Generator, noise_bank: Bank, snr_db: float, wrap: bool = True
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Mix a random segment of a random bank file at ``snr_db``. The segment starts anywhere and wraps
+    around (``wrap``), or lies inside the file whenever it is long enough (tiled only when shorter)."""
     pick = int(rng.integers(len(noise_bank)))
     noise = noise_bank.wave(pick)
-    offset = int(rng.integers(len(noise)))
+    room = len(noise) - len(wave)
+    offset = int(rng.integers(len(noise) if wrap or room < 0 else room + 1))
     mixed, measured = mix_at_snr(wave, crop_or_tile(noise, len(wave), offset), snr_db)
     record = noise_bank.records[pick]
     return mixed, {"noise_file": record.id, "noise_path": record.path, "noise_offset": offset,
@@ -292,18 +302,21 @@ def corrupt_random(
     """One draw of a random protocol: the mixture kind, then its RIR, SNR and noise source."""
     kind = protocol.kinds[int(rng.integers(len(protocol.kinds)))]
     info: dict[str, Any] = {"drawn_kind": kind}
+    steps = ("noise", "reverb") if protocol.order == "noise_first" else ("reverb", "noise")
     wave = speech
-    if "reverb" in kind:
-        assert rir_bank is not None
-        wave, done = add_reverb(wave, rng, rir_bank)
-        info.update(done)
-    if "noise" in kind:
-        snr_db = int(rng.integers(protocol.snr_db[0], protocol.snr_db[1] + 1))
-        if noise_bank is None or rng.random() < protocol.white_noise_prob:
-            wave, done = add_white_noise(wave, rng, snr_db)
+    for step in (s for s in steps if s in kind):
+        if step == "reverb":
+            assert rir_bank is not None
+            wave, done = add_reverb(wave, rng, rir_bank)
         else:
-            wave, done = add_noise(wave, rng, noise_bank, snr_db)
+            snr_db = int(rng.integers(protocol.snr_db[0], protocol.snr_db[1] + 1))
+            if noise_bank is None or rng.random() < protocol.white_noise_prob:
+                wave, done = add_white_noise(wave, rng, snr_db)
+            else:
+                wave, done = add_noise(wave, rng, noise_bank, snr_db, wrap=False)
         info.update(done)
+    if kind == "noise+reverb":
+        info["order"] = protocol.order  # the SNR was set on the dry (noise_first) or reverberant speech
     return wave, info
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from .banks import DEMO_NOISE_TYPES
-from .catalog import NOISE_LAYOUTS, RIR_LAYOUTS, SPEECH_LAYOUTS, Archive, Catalog, Subset, load_catalog
+from .catalog import BANK_OPTIONS, NOISE_LAYOUTS, RIR_LAYOUTS, SPEECH_LAYOUTS, Archive, Catalog, Subset, load_catalog
 from .compression.registry import Variant, variants_from_config
 from .conditions import Condition, RandomProtocol, conditions_from_config, is_simulated_room
 from .errors import ConfigError
@@ -89,7 +89,11 @@ def _corpus_banks(section: dict[str, Any], catalog: Catalog | None) -> dict[str,
             kind = "rir"
         else:
             raise ConfigError(key, f"{subset.ref} ({subset.layout} layout) is not a noise or RIR subset")
-        banks[name] = CorpusBank(name, kind, subset, {k: v for k, v in entry.items() if k != "subset"})
+        options = {k: v for k, v in entry.items() if k != "subset"}
+        for option in sorted(set(options) - BANK_OPTIONS[subset.layout]):
+            allowed = ", ".join(sorted(BANK_OPTIONS[subset.layout])) or "none"
+            raise ConfigError(f"banks.corpora.{name}.{option}", f"does not apply to a {subset.layout} bank (options: {allowed})")
+        banks[name] = CorpusBank(name, kind, subset, options)
     return banks
 
 

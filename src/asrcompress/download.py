@@ -56,10 +56,18 @@ class RemoteFile:
     sha256: str | None = None
     md5: str | None = None
     bytes: int | None = None  # expected size, when the publisher states it
+    # Checks whose expected value comes from a third party, not the publisher: a mismatch is logged, not fatal,
+    # so one wrong community value cannot block a download the publisher's own checksum vouches for.
+    advisory: tuple[str, ...] = ()
 
     @property
     def urls(self) -> tuple[str, ...]:
         return (self.url, *self.mirrors)
+
+    @property
+    def binding_size(self) -> int | None:
+        """The size a transfer must reach before it is complete, when a publisher states it."""
+        return None if "bytes" in self.advisory else self.bytes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,10 +128,14 @@ def _check(path: Path, remote: RemoteFile, source: str) -> DownloadRecord:
     size, sha256, md5 = _digests(path)
     actual: dict[str, str | int] = {"bytes": size, "sha256": sha256, "md5": md5}
     expected = _expected(remote)
-    wrong = [f"{key} expected {value}, got {actual[key]}" for key, value in expected.items() if actual[key] != value]
-    if wrong:
-        raise DownloadError(f"{source}: does not match its catalog entry: {'; '.join(wrong)}")
-    return DownloadRecord(url=remote.url, path=str(path), bytes=size, sha256=sha256, md5=md5, verified=list(expected))
+    wrong = {key: f"{key} expected {value}, got {actual[key]}" for key, value in expected.items() if actual[key] != value}
+    binding = [message for key, message in wrong.items() if key not in remote.advisory]
+    if binding:
+        raise DownloadError(f"{source}: does not match its catalog entry: {'; '.join(binding)}")
+    for key, message in wrong.items():
+        log.warning("%s: third-party %s does not match (the publisher's checksum does): %s", source, key, message)
+    verified = [key for key in expected if key not in wrong]
+    return DownloadRecord(url=remote.url, path=str(path), bytes=size, sha256=sha256, md5=md5, verified=verified)
 
 
 def verify_file(path: str | os.PathLike[str], remote: RemoteFile) -> DownloadRecord:
@@ -136,8 +148,10 @@ def verify_file(path: str | os.PathLike[str], remote: RemoteFile) -> DownloadRec
 
 
 def _require_checksum(remote: RemoteFile) -> None:
-    if not (remote.sha256 or remote.md5):
-        raise DownloadError(f"{remote.url}: catalog entry lacks a checksum (sha256 or md5); refusing unverified data")
+    binding = [k for k in ("sha256", "md5") if getattr(remote, k) and k not in remote.advisory]
+    if not binding:
+        raise DownloadError(f"{remote.url}: catalog entry lacks a publisher checksum (sha256 or md5 not marked "
+                            "advisory); refusing unverified data")
 
 
 def _require_writable_dir(directory: Path) -> None:
@@ -159,7 +173,8 @@ def _recorded(dest: Path, remote: RemoteFile) -> DownloadRecord | None:
     except (ValueError, TypeError):
         return None  # unreadable or from another version: verify again rather than trust it
     actual = {"bytes": record.bytes, "sha256": record.sha256, "md5": record.md5}
-    if record.bytes != dest.stat().st_size or any(actual[k] != v for k, v in _expected(remote).items()):
+    binding = {k: v for k, v in _expected(remote).items() if k not in remote.advisory}
+    if record.bytes != dest.stat().st_size or any(actual[k] != v for k, v in binding.items()):
         return None
     return record
 
@@ -275,6 +290,9 @@ def _fetch(session: requests.Session, url: str, part: Path, remote: RemoteFile, 
         log.info("%s: attempt %d/%d%s", url, attempt + 1, attempts, f", resuming at byte {offset}" if offset else "")
         try:
             _transfer(session, url, part, remote, timeout_s, chunk_bytes)
+            size = part.stat().st_size if part.exists() else 0
+            if remote.binding_size is not None and size < remote.binding_size:
+                raise _Retry(f"body ended after {size} of {remote.binding_size} bytes")
         except _GiveUp as exc:
             log.warning("%s: %s; not retrying this URL", url, exc)
             raise
@@ -324,9 +342,10 @@ def download(remote: RemoteFile, dest: str | os.PathLike[str], *, attempts: int 
                 continue
             try:
                 record = _check(part, remote, url)
-            except DownloadError:
+            except DownloadError as exc:  # corrupt in transit or on this server: another mirror may be right
                 part.unlink(missing_ok=True)
-                raise
+                failures.append(str(exc))
+                continue
             os.replace(part, dest)
             return _write_marker(dest, dataclasses.replace(record, url=url))
     finally:
@@ -402,16 +421,19 @@ def _summary(archive: Path, kind: str, members: int, total: int) -> dict[str, An
 
 
 def _extract_tar(archive: Path, kind: str, out_dir: Path) -> dict[str, Any]:
-    with tarfile.open(archive, _TAR_MODES[kind]) as tar:
-        members = tar.getmembers()  # reads the whole archive: truncation shows here, before anything is written
-        for member in members:
+    """One streaming pass (a 30 GB .tar.gz is decompressed once): each member is checked, then extracted into
+    the staging folder; a refused member or a truncation anywhere discards the staging folder whole."""
+    members, total = 0, 0
+    with tarfile.open(archive, _TAR_MODES[kind]) as tar, atomic_directory(out_dir) as staging:
+        for member in tar:
             if reason := _unsafe_tar_member(member):
                 raise _refuse(archive, member.name, reason)
-        summary = _summary(archive, kind, len(members), sum(m.size for m in members if m.isreg()))
-        with atomic_directory(out_dir) as staging:
             # the data filter re-checks against the real folder, catching link chains a name check cannot see
-            tar.extractall(staging, filter="data")
-            write_json(staging / ".extracted.json", summary)
+            tar.extract(member, staging, filter="data")
+            members += 1
+            total += member.size if member.isreg() else 0
+        summary = _summary(archive, kind, members, total)
+        write_json(staging / ".extracted.json", summary)
     return summary
 
 
@@ -432,8 +454,8 @@ def extract_archive(archive: str | os.PathLike[str], out_dir: str | os.PathLike[
     """Extract a .tar.gz/.tgz/.tar.bz2/.tar/.zip into ``out_dir``, all or nothing.
 
     Returns ``{archive, format, members, bytes, sha256}`` (also written as ``out_dir/.extracted.json``).
-    Raises :class:`ArchiveError` for an unsafe member (nothing is written) or a truncated or corrupt
-    archive (no ``out_dir`` and no staging folder is left).
+    Raises :class:`ArchiveError` for an unsafe member or a truncated or corrupt archive; either way no
+    ``out_dir`` and no staging folder is left.
     """
     archive, out_dir = Path(archive), Path(out_dir)
     kind = archive_format(archive)

@@ -132,10 +132,19 @@ def load_checkpoint(spec: ModelSpec, source: str | os.PathLike[str], sample_rate
     if own_tokenizer:
         processor = Wav2Vec2Processor.from_pretrained(source)
     else:
+        if not spec.finetune:
+            raise ConfigError(f"models.{spec.name}.finetune", f"{source} has no tokenizer, so it has no trained CTC "
+                                                            "head to evaluate as it is: fine-tune it (finetune: true)")
         ours = build_processor(sample_rate)
         # Recent transformers save the feature extractor inside processor_config.json, older ones beside it.
         has_extractor = any((Path(source) / name).is_file() for name in ("preprocessor_config.json", "processor_config.json"))
-        extractor = AutoFeatureExtractor.from_pretrained(source) if has_extractor else ours.feature_extractor
+        if has_extractor:
+            extractor = AutoFeatureExtractor.from_pretrained(source)
+        else:
+            extractor = ours.feature_extractor
+            # Group-norm front ends (wav2vec2-base, HuBERT-base) were trained on unpadded batches and must not
+            # get an attention mask; layer-norm ones (large models, WavLM) need it.
+            extractor.return_attention_mask = getattr(config, "feat_extract_norm", "layer") == "layer"
         processor = Wav2Vec2Processor(feature_extractor=extractor, tokenizer=ours.tokenizer)
     tokenizer, feature_extractor = processor.tokenizer, processor.feature_extractor
     if feature_extractor.sampling_rate != sample_rate:
@@ -159,8 +168,13 @@ def fetch_pretrained(pretrained_id: str, out_dir: str | os.PathLike[str], revisi
     out_dir = Path(out_dir)
     try:
         with atomic_directory(out_dir) as staging:
+            # Repos often hold the weights twice (safetensors and .bin): fetch safetensors, .bin only if absent.
+            common = ["*.json", "*.txt", "*.model"]
             snapshot_download(repo_id=pretrained_id, revision=revision, local_dir=str(staging),
-                              allow_patterns=["*.json", "*.safetensors", "*.bin", "*.txt", "*.model"])
+                              allow_patterns=[*common, "*.safetensors"])
+            if not list(staging.glob("*.safetensors")):
+                snapshot_download(repo_id=pretrained_id, revision=revision, local_dir=str(staging),
+                                  allow_patterns=[*common, "pytorch_model*.bin"])
             shutil.rmtree(staging / ".cache", ignore_errors=True)  # the hub client's bookkeeping
     except Exception as err:  # the hub client raises a dozen types for "cannot reach it"
         raise PipelineError(

@@ -18,7 +18,7 @@ import dataclasses
 import logging
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -164,9 +164,13 @@ def prepare_librispeech(
     *,
     max_utterances: int | None = None,
     seed: int = 0,
-    allow_missing_audio: bool = False,
+    partial_transcripts: Collection[str] = (),
 ) -> list[Utterance]:
     """Read every subset and write ``<out_dir>/manifest.jsonl`` and ``<out_dir>/summary.json``.
+
+    ``partial_transcripts`` names the subsets whose transcripts may list utterances not shipped with them
+    (Libri-Light's limited splits keep whole-chapter transcripts); those lines are skipped and counted there,
+    and are an error everywhere else.
 
     ``max_utterances`` keeps a random subset of that size (drawn with ``numpy.random.default_rng(seed)``
     from the id-sorted list, so it is deterministic). Utterance ids must be unique across subsets.
@@ -175,7 +179,8 @@ def prepare_librispeech(
         raise PipelineError(f"{out_dir}: no LibriSpeech subsets given")
     everything: dict[str, Utterance] = {}
     for subset in sorted(roots_by_subset):
-        for utt in read_librispeech(roots_by_subset[subset], subset, allow_missing_audio=allow_missing_audio):
+        lenient = subset in partial_transcripts
+        for utt in read_librispeech(roots_by_subset[subset], subset, allow_missing_audio=lenient):
             if utt.id in everything:
                 raise PipelineError(f"{utt.path}: utterance id {utt.id!r} also found at {everything[utt.id].path}")
             everything[utt.id] = utt

@@ -15,17 +15,16 @@ from .librispeech import prepare_librispeech
 from .noise_corpora import prepare_demand, prepare_musan, prepare_urbansound8k
 from .rirs_noises import prepare_rirs
 
-# Libri-Light's limited splits ship whole-chapter transcripts beside a selection of the chapter's audio.
-PARTIAL_TRANSCRIPTS = ("librilight_limited",)
-
-
 def prepare_speech_split(
-    roots_by_subset: Mapping[str, Sequence[str]], out_dir: str | Path, *, max_utterances: int | None, seed: int
+    roots_by_subset: Mapping[str, Sequence[str]], out_dir: str | Path, *, max_utterances: int | None, seed: int,
+    partial_transcripts: Sequence[str] = (),
 ) -> list[Utterance]:
-    """A train/dev/test manifest from LibriSpeech-layout subsets (``<dataset>/<subset>`` -> folders)."""
-    lenient = any(ref.split("/")[0] in PARTIAL_TRANSCRIPTS for ref in roots_by_subset)
+    """A train/dev/test manifest from LibriSpeech-layout subsets (``<dataset>/<subset>`` -> folders).
+
+    ``partial_transcripts``: the subsets whose catalog entry says their transcripts cover more than their audio.
+    """
     return prepare_librispeech(roots_by_subset, out_dir, max_utterances=max_utterances, seed=seed,
-                               allow_missing_audio=lenient)
+                               partial_transcripts=set(partial_transcripts))
 
 
 def prepare_corpus_bank(
@@ -38,9 +37,8 @@ def prepare_corpus_bank(
     if layout == "urbansound8k":
         return prepare_urbansound8k(root, out_dir, exclude_classes=options.get("exclude_classes", ()),
                                     include_classes=options.get("include_classes"))
-    if layout == "demand":
-        return prepare_demand(root.parent, out_dir, environments=options.get("environments") or [root.name],
-                              channel=options.get("channel", 1))
+    if layout == "demand":  # one archive per environment, so one environment per subset
+        return prepare_demand(root.parent, out_dir, environments=[root.name], channel=options.get("channel", 1))
     if layout == "rirs_noises":
         return prepare_rirs(root.parent, subset, out_dir, rooms=options.get("rooms"),
                             max_files=options.get("max_files"), seed=seed)
