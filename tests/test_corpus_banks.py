@@ -33,6 +33,8 @@ def test_each_catalog_bank_subset_prepares_from_its_extracted_folder_and_loads(t
     assert records
     if subset.layout == "demand":
         assert {r.id for r in records} == {"demand-DKITCHEN-ch03"}
+    if subset.layout == "urbansound8k":
+        assert any(r.extra["channels"] == 2 for r in records)  # the stereo clips the noise mixer downmixes
     if "exclude_classes" in options:
         assert not {r.extra["class"] for r in records} & set(options["exclude_classes"])
     if "max_files" in options:
@@ -42,3 +44,6 @@ def test_each_catalog_bank_subset_prepares_from_its_extracted_folder_and_loads(t
         for channel in range(bank.channels(index)):
             wave = bank.wave(index, channel)
             assert wave.ndim == 1 and len(wave) > 0  # resampled to 16 kHz and one channel, whatever the source
+        if bank.channels(index) == 2:
+            expected = (bank.wave(index, 0).astype("float64") + bank.wave(index, 1)) / 2
+            assert abs(bank.mono(index) - expected).max() < 1e-6

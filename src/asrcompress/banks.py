@@ -175,6 +175,14 @@ class Bank:
     def channels(self, index: int) -> int:
         return int(self.records[index].extra.get("channels", 1))
 
+    def mono(self, index: int) -> np.ndarray:
+        """The channels averaged: stereo noise (UrbanSound8K) as one source, unlike an RIR's channels, which
+        are positions in a room and are used one at a time."""
+        channels = self.channels(index)
+        if channels == 1:
+            return self.wave(index)
+        return np.mean([self.wave(index, c) for c in range(channels)], axis=0, dtype=np.float64).astype(np.float32)
+
     def wave(self, index: int, channel: int = 0) -> np.ndarray:
         key = (index, channel)
         if key in self._cache:

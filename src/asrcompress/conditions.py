@@ -261,7 +261,7 @@ def add_noise(
     """Mix a random segment of a random bank file at ``snr_db``. The segment starts anywhere and wraps
     around (``wrap``), or lies inside the file whenever it is long enough (tiled only when shorter)."""
     pick = int(rng.integers(len(noise_bank)))
-    noise = noise_bank.wave(pick)
+    noise = noise_bank.mono(pick)
     room = len(noise) - len(wave)
     offset = int(rng.integers(len(noise) if wrap or room < 0 else room + 1))
     mixed, measured = mix_at_snr(wave, crop_or_tile(noise, len(wave), offset), snr_db)
