@@ -1,13 +1,12 @@
 # Config -> job grid, and the input/params functions the rules share.
 import os
+import re
 import sys
 
 # The library in src/ is importable here and in every job, installed or not (conda envs, clusters).
 LIBRARY = os.path.join(workflow.basedir, "src")
 sys.path.insert(0, LIBRARY)
 os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [LIBRARY, os.environ.get("PYTHONPATH")])))
-
-import re
 
 from asrcompress.catalog import load_catalog
 from asrcompress.config import build_grid, check_schema
