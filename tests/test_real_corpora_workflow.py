@@ -213,17 +213,24 @@ def test_touched_downloads_and_corpora_trigger_no_rerun(finished):
     assert planned_jobs(workdir) == []
 
 
-@pytest.mark.slow
-def test_a_checksum_mismatch_stops_the_download_and_leaves_nothing(served, tmp_path):
+def _data_only_workdir(served, tmp_path: Path, **test_clean: str) -> tuple[Path, dict]:
+    """A fresh workflow copy whose catalog entry for test-clean is overridden by ``test_clean``."""
     root, server = served
-    (tmp_path / "bad").mkdir()
-    workdir = workflow_copy(tmp_path / "bad")
+    (tmp_path / "work").mkdir()
+    workdir = workflow_copy(tmp_path / "work")
     catalog = _catalog(server, root / "www")
-    catalog["datasets"]["librispeech"]["archives"]["test-clean"]["sha256"] = "0" * 64
+    catalog["datasets"]["librispeech"]["archives"]["test-clean"].update(test_clean)
     (workdir / "config" / "test_catalog.yaml").write_text(yaml.safe_dump(catalog))
     config = _config(tmp_path, tmp_path)
     config["models"] = {"m": {"init": "scratch", "architecture": TINY_ARCHITECTURE}}
     (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    return workdir, catalog
+
+
+@pytest.mark.slow
+def test_a_checksum_mismatch_stops_the_download_and_leaves_nothing(served, tmp_path):
+    server = served[1]
+    workdir, _ = _data_only_workdir(served, tmp_path, sha256="0" * 64)
     result = snakemake(workdir, "resources/corpora/librispeech/test-clean")
     assert result.returncode != 0
     log = (workdir / "logs" / "download" / "librispeech" / "test-clean.tar.gz.log").read_text()
@@ -236,16 +243,9 @@ def test_a_checksum_mismatch_stops_the_download_and_leaves_nothing(served, tmp_p
 @pytest.mark.slow
 def test_an_archive_copied_in_by_hand_is_verified_in_place_without_network(served, tmp_path):
     """The offline route: archives fetched elsewhere and copied into resources/downloads/."""
-    root, server = served
-    (tmp_path / "offline").mkdir()
-    workdir = workflow_copy(tmp_path / "offline")
-    catalog = _catalog(server, root / "www")
-    unreachable = "http://127.0.0.1:9/test-clean.tar.gz"  # the discard port: nothing listens
-    catalog["datasets"]["librispeech"]["archives"]["test-clean"]["url"] = unreachable
-    (workdir / "config" / "test_catalog.yaml").write_text(yaml.safe_dump(catalog))
-    config = _config(tmp_path, tmp_path)
-    config["models"] = {"m": {"init": "scratch", "architecture": TINY_ARCHITECTURE}}
-    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    root = served[0]
+    # the discard port: nothing listens there
+    workdir, catalog = _data_only_workdir(served, tmp_path, url="http://127.0.0.1:9/test-clean.tar.gz")
     copied = workdir / "resources" / "downloads" / "librispeech" / "test-clean.tar.gz"
     copied.parent.mkdir(parents=True)
     copied.write_bytes((root / "www" / "test-clean.tar.gz").read_bytes())
