@@ -14,4 +14,5 @@ build_condition(
     rir_bank_manifest=f"{inputs.rir_bank}/manifest.jsonl" if "rir_bank" in inputs.keys() else None,
     on_bad_audio=p.on_bad_audio,
     protocol=RandomProtocol.from_config(condition.protocol, p.protocol) if condition.kind == "random" else None,
+    snr_reference=p.snr_reference,
 )

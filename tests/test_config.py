@@ -27,6 +27,14 @@ BAD_CONFIGS = {
     "empty-variants": (lambda c: c.update(compression=[]), "compression"),
     "unknown-method": (lambda c: c["compression"].append({"method": "svd"}), "compression[3].method"),
     "unknown-noise": (lambda c: c["conditions"]["noise"].update(types=["traffic"]), "conditions"),
+    "snr-too-low": (lambda c: c["conditions"]["noise"].update(snr_db=[20, -25]), "conditions.noise.snr_db[1]"),
+    "snr-too-high": (lambda c: c["conditions"]["noise_reverb"].update(snr_db=[65]), "conditions.noise_reverb.snr_db[0]"),
+    "snr-reference": (lambda c: c["conditions"].update(snr_reference="speech"), "conditions.snr_reference"),
+    "babble-of-test-voice": (lambda c: c["banks"]["noise"].update(babble_voices=["en-us+m3"]), "banks.noise.babble_voices"),
+    "folder-bank-without-kind": (lambda c: c["banks"].update(corpora={"mine": {"folder": "x"}}), "banks.corpora.mine"),
+    "rt60-range-on-noise": (lambda c: c["banks"].update(corpora={"mine": {"folder": "x", "kind": "noise",
+                                                                          "rt60_range_s": [0.1, 0.5]}}),
+                            "banks.corpora.mine.rt60_range_s"),
 }
 
 

@@ -12,6 +12,7 @@ rule augment:
         seed=config["seed"],
         on_bad_audio=config["on_bad_audio"],
         protocol=random_protocol,
+        snr_reference=config["conditions"]["snr_reference"],
     resources:
         mem_mb=4000,
     conda:

@@ -145,13 +145,14 @@ def split_params(wildcards):
 
 
 def corpus_bank_input(wildcards):
-    return ancient(GRID.corpus_banks[wildcards.bank].subset.archive.extract_dir)
+    bank = GRID.corpus_banks[wildcards.bank]
+    return ancient(bank.subset.archive.extract_dir if bank.subset else bank.options["folder"])
 
 
 def corpus_bank_params(wildcards):
     bank = GRID.corpus_banks[wildcards.bank]
-    return {"layout": bank.subset.layout, "subset": bank.subset.name, "roots": bank.subset.roots,
-            "options": bank.options, "seed": config["seed"]}
+    return {"layout": bank.layout, "subset": bank.subset.name if bank.subset else None, "roots": bank.roots,
+            "options": bank.options, "kind": bank.kind, "seed": config["seed"]}
 
 
 def variant_params(wildcards):

@@ -75,7 +75,10 @@ def build_noise_bank(spec: NoiseBankSpec, out_dir: str | Path) -> list[Utterance
         else:
             raise ValueError(f"unknown demo noise type {spec.noise_type!r}")
         name = f"{spec.noise_type}-{index:03d}"
-        records.append((Utterance(name, str(Path(out_dir) / f"{name}.wav"), n_samples / spec.sample_rate, spec.noise_type, ""), wave))
+        extra = {"license": "generated", "talkers": [t.id for t in spec.babble_talkers]} if spec.noise_type == "babble" \
+            else {"license": "generated"}
+        records.append((Utterance(name, str(Path(out_dir) / f"{name}.wav"), n_samples / spec.sample_rate, spec.noise_type,
+                                  "", extra=extra), wave))
     return _write_bank(out_dir, records, spec.sample_rate)
 
 

@@ -36,7 +36,8 @@ BANK_OPTIONS: dict[str, frozenset[str]] = {
     "musan": frozenset(),
     "urbansound8k": frozenset({"include_classes", "exclude_classes"}),
     "demand": frozenset({"channel"}),
-    "rirs_noises": frozenset({"rooms", "max_files"}),
+    "rirs_noises": frozenset({"rooms", "max_files", "rt60_range_s"}),
+    "folder": frozenset({"folder", "kind", "license", "rt60_range_s"}),
 }
 NOISE_LAYOUTS = ("musan", "urbansound8k", "demand")
 RIR_LAYOUTS = ("rirs_noises",)

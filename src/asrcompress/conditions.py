@@ -193,26 +193,79 @@ def crop_or_tile(noise: np.ndarray, length: int, offset: int) -> np.ndarray:
     return noise[index]
 
 
-def mix_at_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> tuple[np.ndarray, float]:
-    """Speech plus noise scaled to ``snr_db`` (power ratio over the whole utterance).
+SNR_REFERENCES = ("utterance", "active")
+SNR_LIMITS_DB = (-20.0, 60.0)
+MIN_NOISE_S = 0.1
+PEAK = 0.99
 
-    Returns the mixture and the SNR measured on the scaled components. If the mixture would clip,
-    both components are scaled down together, which leaves the SNR unchanged.
-    """
+
+@dataclasses.dataclass(frozen=True)
+class Mix:
+    """A mixture and what it took: the SNR measured on the scaled parts (same reference as the target) and
+    the gain applied to both parts to keep the peak below full scale (1.0 when none was needed)."""
+
+    mixture: np.ndarray
+    snr_db_measured: float
+    gain: float
+
+
+def active_speech_mask(speech: np.ndarray, sample_rate: int = 16000, frame_ms: float = 20.0,
+                       floor_db: float = 40.0) -> np.ndarray:
+    """Samples in frames whose energy is within ``floor_db`` of the loudest frame: a simple energy VAD,
+    so the SNR of a sentence with long pauses is not inflated by its silences."""
+    frame = max(1, int(sample_rate * frame_ms / 1000))
+    n_frames = -(-len(speech) // frame)
+    padded = np.zeros(n_frames * frame)
+    padded[: len(speech)] = speech
+    energy_db = 10 * np.log10(np.mean(padded.reshape(n_frames, frame) ** 2, axis=1) + 1e-20)
+    active = energy_db >= energy_db.max() - floor_db
+    return np.repeat(active, frame)[: len(speech)]
+
+
+def mix(speech: np.ndarray, noise: np.ndarray, snr_db: float, reference: str = "utterance",
+        sample_rate: int = 16000) -> Mix:
+    """Speech plus noise scaled to ``snr_db``: the power ratio over the whole utterance (``utterance``) or
+    over its active-speech frames (``active``). If the mixture would clip, both parts are scaled down
+    together, which keeps the SNR, and the gain is returned so it can be recorded."""
     import torch
     import torchaudio.functional as AF
 
-    speech_t = torch.from_numpy(np.asarray(speech, dtype=np.float64))[None]
-    noise_t = torch.from_numpy(np.asarray(noise, dtype=np.float64))[None]
-    if float(noise_t.pow(2).sum()) == 0.0:
+    if not SNR_LIMITS_DB[0] <= snr_db <= SNR_LIMITS_DB[1]:
+        raise ValueError(f"SNR {snr_db} dB is outside [{SNR_LIMITS_DB[0]:g}, {SNR_LIMITS_DB[1]:g}] dB")
+    if reference not in SNR_REFERENCES:
+        raise ValueError(f"SNR reference {reference!r} is not one of {', '.join(SNR_REFERENCES)}")
+    speech64, noise64 = np.asarray(speech, dtype=np.float64), np.asarray(noise, dtype=np.float64)
+    if float(np.sum(noise64**2)) == 0.0:
         raise ValueError("noise segment is all zeros: cannot reach a finite SNR")
-    mixture = AF.add_noise(speech_t, noise_t, torch.tensor([float(snr_db)], dtype=torch.float64))[0]
-    scaled_noise = mixture - speech_t[0]
-    measured = 10.0 * torch.log10(speech_t[0].pow(2).sum() / scaled_noise.pow(2).sum())
-    peak = float(mixture.abs().max())
-    if peak > 0.99:
-        mixture = mixture * (0.99 / peak)
-    return mixture.numpy().astype(np.float32), float(measured)
+    if reference == "utterance":
+        mixture = AF.add_noise(torch.from_numpy(speech64)[None], torch.from_numpy(noise64)[None],
+                               torch.tensor([float(snr_db)], dtype=torch.float64))[0].numpy()
+        scaled_noise = mixture - speech64
+        measured = 10.0 * np.log10(np.sum(speech64**2) / np.sum(scaled_noise**2))
+    else:
+        active = active_speech_mask(speech64, sample_rate)
+        speech_power = np.mean(speech64[active] ** 2)
+        scale = np.sqrt(speech_power / (np.mean(noise64**2) * 10 ** (snr_db / 10)))
+        scaled_noise = scale * noise64
+        mixture = speech64 + scaled_noise
+        measured = 10.0 * np.log10(speech_power / np.mean(scaled_noise**2))
+    peak = float(np.max(np.abs(mixture)))
+    gain = PEAK / peak if peak > PEAK else 1.0
+    return Mix((mixture * gain).astype(np.float32), float(measured), gain)
+
+
+def mix_at_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> tuple[np.ndarray, float]:
+    """:func:`mix` over the whole utterance: the mixture and the measured SNR."""
+    result = mix(speech, noise, snr_db)
+    return result.mixture, result.snr_db_measured
+
+
+def check_noise(noise: np.ndarray, sample_rate: int, path: str) -> None:
+    """A noise file must last 0.1 s and not be silent (non-finite samples are refused on reading)."""
+    if len(noise) < MIN_NOISE_S * sample_rate:
+        raise AudioError(path, f"noise file is {len(noise) / sample_rate:.3f} s long (minimum {MIN_NOISE_S} s)")
+    if not np.any(noise):
+        raise AudioError(path, "noise file is silent (all zeros)")
 
 
 def prepare_rir(rir: np.ndarray) -> np.ndarray:
@@ -240,8 +293,23 @@ class AugmentResult:
     skipped: list[dict[str, str]]
 
 
+def utterance_seed(seed: int, condition: Condition, utt_id: str) -> int:
+    return split_seed(seed, "augment", condition.id, utt_id)
+
+
 def utterance_rng(seed: int, condition: Condition, utt_id: str) -> np.random.Generator:
-    return np.random.default_rng(split_seed(seed, "augment", condition.id, utt_id))
+    return np.random.default_rng(utterance_seed(seed, condition, utt_id))
+
+
+def check_babble_speakers(noise_bank: Bank | None, utterances: list[Utterance], noise_manifests: Sequence[str]) -> None:
+    """Babble made of the test speakers themselves would let a model hear the target in the noise."""
+    if noise_bank is None:
+        return
+    talkers = {talker for record in noise_bank.records for talker in record.extra.get("talkers", [])}
+    shared = sorted(talkers & {utt.speaker for utt in utterances})
+    if shared:
+        raise ConfigError("banks.noise.babble_voices", f"the babble in {', '.join(noise_manifests)} contains test "
+                                                       f"speaker(s) {', '.join(shared)}")
 
 
 def add_reverb(wave: np.ndarray, rng: np.random.Generator, rir_bank: Bank) -> tuple[np.ndarray, dict[str, Any]]:
@@ -255,29 +323,38 @@ def add_reverb(wave: np.ndarray, rng: np.random.Generator, rir_bank: Bank) -> tu
     return reverberate(wave, rir_bank.wave(pick, channel)), info
 
 
+def _mixed(wave: np.ndarray, noise: np.ndarray, snr_db: float, reference: str, sample_rate: int,
+           source: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
+    result = mix(wave, noise, snr_db, reference, sample_rate)
+    return result.mixture, {**source, "snr_reference": reference, "snr_db_target": float(snr_db),
+                            "snr_db_measured": round(result.snr_db_measured, 4), "gain": round(result.gain, 6)}
+
+
 def add_noise(
-    wave: np.ndarray, rng: np.random.Generator, noise_bank: Bank, snr_db: float, wrap: bool = True
+    wave: np.ndarray, rng: np.random.Generator, noise_bank: Bank, snr_db: float, wrap: bool = True,
+    reference: str = "utterance",
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Mix a random segment of a random bank file at ``snr_db``. The segment starts anywhere and wraps
     around (``wrap``), or lies inside the file whenever it is long enough (tiled only when shorter)."""
     pick = int(rng.integers(len(noise_bank)))
     noise = noise_bank.mono(pick)
+    record = noise_bank.records[pick]
+    check_noise(noise, noise_bank.sample_rate, record.path)
     room = len(noise) - len(wave)
     offset = int(rng.integers(len(noise) if wrap or room < 0 else room + 1))
-    mixed, measured = mix_at_snr(wave, crop_or_tile(noise, len(wave), offset), snr_db)
-    record = noise_bank.records[pick]
-    return mixed, {"noise_file": record.id, "noise_path": record.path, "noise_offset": offset,
-                   "snr_db_target": float(snr_db), "snr_db_measured": round(measured, 4)}
+    source = {"noise_file": record.id, "noise_path": record.path, "noise_offset": offset}
+    return _mixed(wave, crop_or_tile(noise, len(wave), offset), snr_db, reference, noise_bank.sample_rate, source)
 
 
-def add_white_noise(wave: np.ndarray, rng: np.random.Generator, snr_db: float) -> tuple[np.ndarray, dict[str, Any]]:
-    mixed, measured = mix_at_snr(wave, rng.standard_normal(len(wave)), snr_db)
-    return mixed, {"noise_file": "white", "noise_path": None, "noise_offset": 0,
-                   "snr_db_target": float(snr_db), "snr_db_measured": round(measured, 4)}
+def add_white_noise(wave: np.ndarray, rng: np.random.Generator, snr_db: float, reference: str = "utterance",
+                    sample_rate: int = 16000) -> tuple[np.ndarray, dict[str, Any]]:
+    source = {"noise_file": "white", "noise_path": None, "noise_offset": 0}
+    return _mixed(wave, rng.standard_normal(len(wave)), snr_db, reference, sample_rate, source)
 
 
 def corrupt(
-    speech: np.ndarray, condition: Condition, rng: np.random.Generator, noise_bank: Bank | None, rir_bank: Bank | None
+    speech: np.ndarray, condition: Condition, rng: np.random.Generator, noise_bank: Bank | None, rir_bank: Bank | None,
+    snr_reference: str = "utterance",
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Apply a grid ``condition`` to one waveform; returns it and what was done (for the manifest).
 
@@ -291,13 +368,14 @@ def corrupt(
         info.update(done)
     if condition.uses_noise:
         assert noise_bank is not None and condition.snr_db is not None
-        wave, done = add_noise(wave, rng, noise_bank, condition.snr_db)
+        wave, done = add_noise(wave, rng, noise_bank, condition.snr_db, reference=snr_reference)
         info.update(done)
     return wave, info
 
 
 def corrupt_random(
-    speech: np.ndarray, protocol: RandomProtocol, rng: np.random.Generator, noise_bank: Bank | None, rir_bank: Bank | None
+    speech: np.ndarray, protocol: RandomProtocol, rng: np.random.Generator, noise_bank: Bank | None, rir_bank: Bank | None,
+    snr_reference: str = "utterance",
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """One draw of a random protocol: the mixture kind, then its RIR, SNR and noise source."""
     kind = protocol.kinds[int(rng.integers(len(protocol.kinds)))]
@@ -311,9 +389,9 @@ def corrupt_random(
         else:
             snr_db = int(rng.integers(protocol.snr_db[0], protocol.snr_db[1] + 1))
             if noise_bank is None or rng.random() < protocol.white_noise_prob:
-                wave, done = add_white_noise(wave, rng, snr_db)
+                wave, done = add_white_noise(wave, rng, snr_db, snr_reference)
             else:
-                wave, done = add_noise(wave, rng, noise_bank, snr_db, wrap=False)
+                wave, done = add_noise(wave, rng, noise_bank, snr_db, wrap=False, reference=snr_reference)
         info.update(done)
     if kind == "noise+reverb":
         info["order"] = protocol.order  # the SNR was set on the dry (noise_first) or reverberant speech
@@ -330,6 +408,7 @@ def build_condition(
     rir_bank_manifest: str | None = None,
     on_bad_audio: str = "error",
     protocol: RandomProtocol | None = None,
+    snr_reference: str = "utterance",
 ) -> AugmentResult:
     """Write one condition's audio and manifest under ``out_dir``.
 
@@ -341,8 +420,10 @@ def build_condition(
     noise_bank = Bank.load(noise_bank_manifests, sample_rate) if noise_bank_manifests else None
     rir_bank = Bank.load(rir_bank_manifest, sample_rate) if rir_bank_manifest else None
     utterances, skipped = [], []
+    test_set = read_manifest(test_manifest)
+    check_babble_speakers(noise_bank, test_set, noise_bank_manifests)
     with atomic_directory(out_dir) as staging:
-        for utt in read_manifest(test_manifest):
+        for utt in test_set:
             source = resolve_audio(utt, test_manifest)
             try:
                 speech = read_audio(source, sample_rate)
@@ -355,11 +436,13 @@ def build_condition(
             if condition.kind == "clean":
                 utterances.append(utt.with_(path=str(source), extra={"condition": condition.id}))
                 continue
-            rng = utterance_rng(seed, condition, utt.id)
+            utt_seed = utterance_seed(seed, condition, utt.id)
+            rng = np.random.default_rng(utt_seed)
             if protocol is not None:
-                wave, info = corrupt_random(speech, protocol, rng, noise_bank, rir_bank)
+                wave, info = corrupt_random(speech, protocol, rng, noise_bank, rir_bank, snr_reference)
             else:
-                wave, info = corrupt(speech, condition, rng, noise_bank, rir_bank)
+                wave, info = corrupt(speech, condition, rng, noise_bank, rir_bank, snr_reference)
+            info["seed"] = utt_seed
             write_audio(staging / "wav" / f"{utt.id}.wav", wave, sample_rate)
             utterances.append(utt.with_(path=str(Path(out_dir) / "wav" / f"{utt.id}.wav"), extra={"condition": condition.id, **info}))
         if not utterances:
@@ -373,6 +456,8 @@ def build_condition(
             "snr_db_measured_mean": _mean_of(utterances, "snr_db_measured"),
             "rt60_measured_s_mean": _mean_of(utterances, "rt60_measured_s"),
             "drawn_kinds": _counts_of(utterances, "drawn_kind"),
+            "snr_reference": snr_reference,
+            "n_gain_reduced": sum(1 for u in utterances if u.extra.get("gain", 1.0) < 1.0),
         })
     return AugmentResult(utterances, skipped)
 

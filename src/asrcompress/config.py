@@ -51,8 +51,16 @@ class CorpusBank:
 
     name: str
     kind: str  # "noise" | "rir"
-    subset: Subset
+    subset: Subset | None  # None for a bank made from a folder (options["folder"])
     options: dict[str, Any]
+
+    @property
+    def layout(self) -> str:
+        return self.subset.layout if self.subset else "folder"
+
+    @property
+    def roots(self) -> list[str]:
+        return self.subset.roots if self.subset else [str(self.options["folder"])]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,26 +81,33 @@ class Grid:
     @property
     def archives(self) -> list[Archive]:
         """Every archive some split or bank needs, once each."""
-        subsets = [s for split in self.splits.values() for s in split] + [b.subset for b in self.corpus_banks.values()]
+        subsets = [s for split in self.splits.values() for s in split]
+        subsets += [b.subset for b in self.corpus_banks.values() if b.subset is not None]
         return list({(s.archive.dataset, s.archive.name): s.archive for s in subsets}.values())
 
 
 def _corpus_banks(section: dict[str, Any], catalog: Catalog | None) -> dict[str, CorpusBank]:
     banks = {}
     for name, entry in (section or {}).items():
-        key = f"banks.corpora.{name}.subset"
-        assert catalog is not None
-        subset = catalog.subset(entry["subset"], key)
-        if subset.layout in NOISE_LAYOUTS:
-            kind = "noise"
-        elif subset.layout in RIR_LAYOUTS and subset.name in ("real", "simulated"):
-            kind = "rir"
-        else:
-            raise ConfigError(key, f"{subset.ref} ({subset.layout} layout) is not a noise or RIR subset")
         options = {k: v for k, v in entry.items() if k != "subset"}
-        for option in sorted(set(options) - BANK_OPTIONS[subset.layout]):
-            allowed = ", ".join(sorted(BANK_OPTIONS[subset.layout])) or "none"
-            raise ConfigError(f"banks.corpora.{name}.{option}", f"does not apply to a {subset.layout} bank (options: {allowed})")
+        if "folder" in entry:
+            subset, kind, layout = None, entry["kind"], "folder"
+        else:
+            key = f"banks.corpora.{name}.subset"
+            assert catalog is not None
+            subset = catalog.subset(entry["subset"], key)
+            layout = subset.layout
+            if subset.layout in NOISE_LAYOUTS:
+                kind = "noise"
+            elif subset.layout in RIR_LAYOUTS and subset.name in ("real", "simulated"):
+                kind = "rir"
+            else:
+                raise ConfigError(key, f"{subset.ref} ({subset.layout} layout) is not a noise or RIR subset")
+        for option in sorted(set(options) - BANK_OPTIONS[layout]):
+            allowed = ", ".join(sorted(BANK_OPTIONS[layout])) or "none"
+            raise ConfigError(f"banks.corpora.{name}.{option}", f"does not apply to a {layout} bank (options: {allowed})")
+        if "rt60_range_s" in options and kind != "rir":
+            raise ConfigError(f"banks.corpora.{name}.rt60_range_s", "only RIR banks have an RT60")
         banks[name] = CorpusBank(name, kind, subset, options)
     return banks
 
@@ -117,6 +132,15 @@ def _check_bank_names(conditions: list[Condition], config: dict[str, Any], banks
             if not is_simulated_room(rir) and rir not in rir_banks:
                 raise ConfigError(key, f"RIR bank {rir!r} is unknown; give a simulated RT60 in seconds or one of: "
                                        f"{', '.join(rir_banks) or '(no RIR bank in banks.corpora)'}")
+
+
+def _check_babble_voices(config: dict[str, Any]) -> None:
+    """Babble talkers must not be test speakers, or the target would be in the noise."""
+    demo = config["corpus"].get("demo") or {}
+    test_voices = set((demo.get("splits") or {}).get("test", {}).get("voices", []))
+    shared = sorted(test_voices & set(((config.get("banks") or {}).get("noise") or {}).get("babble_voices", [])))
+    if config["corpus"]["kind"] == "demo" and shared:
+        raise ConfigError("banks.noise.babble_voices", f"{', '.join(shared)} also speak(s) in the test split")
 
 
 def _catalog_splits(corpus: dict[str, Any], catalog: Catalog | None) -> dict[str, list[Subset]]:
@@ -148,6 +172,7 @@ def build_grid(config: dict[str, Any], catalog: Catalog | None = None) -> Grid:
     banks = _corpus_banks((config.get("banks") or {}).get("corpora"), catalog)
     _check_bank_names(conditions, config, banks)
     splits = _catalog_splits(config["corpus"], catalog)
+    _check_babble_voices(config)
     fine_tuned = [name for name, entry in config["models"].items() if entry.get("finetune", True)]
     if fine_tuned and splits and not {"train", "dev"} <= set(splits):
         raise ConfigError("corpus.splits", f"models {', '.join(fine_tuned)} are fine-tuned: give train and dev subsets "

@@ -1,19 +1,27 @@
-"""From a catalog subset's extracted folders to a manifest: one entry point per product.
+"""From a catalog subset's extracted folders (or any folder) to a manifest: one entry point per product.
 
 The workflow knows subsets by layout (``asrcompress.catalog``); this module maps each layout
-to its reader, so the rules stay generic.
+to its reader, so the rules stay generic. RIR banks get their acoustics measured here, once:
+the RT60 (Schroeder) and DRR of every RIR go into the bank manifest, and ``rt60_range_s`` keeps a bin.
 """
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import numpy as np
+import soundfile as sf
+
 from ..errors import ConfigError
-from ..manifest import Utterance
-from .librispeech import prepare_librispeech
+from ..io import read_json
+from ..manifest import Utterance, read_manifest, resolve_audio
+from .folder import prepare_folder_bank
+from .librispeech import prepare_librispeech, write_prepared
 from .noise_corpora import prepare_demand, prepare_musan, prepare_urbansound8k
 from .rirs_noises import prepare_rirs
+
 
 def prepare_speech_split(
     roots_by_subset: Mapping[str, Sequence[str]], out_dir: str | Path, *, max_utterances: int | None, seed: int,
@@ -27,10 +35,8 @@ def prepare_speech_split(
                                partial_transcripts=set(partial_transcripts))
 
 
-def prepare_corpus_bank(
-    layout: str, subset: str, roots: Sequence[str], out_dir: str | Path, options: dict[str, Any], seed: int
-) -> list[Utterance]:
-    """A noise or RIR bank (``config.banks.corpora.<name>``) from one catalog subset."""
+def _prepare_records(layout: str, subset: str, roots: Sequence[str], out_dir: Path, options: dict[str, Any],
+                     seed: int, name: str) -> list[Utterance]:
     root = Path(roots[0])
     if layout == "musan":
         return prepare_musan(root.parent, root.name, out_dir)
@@ -42,4 +48,48 @@ def prepare_corpus_bank(
     if layout == "rirs_noises":
         return prepare_rirs(root.parent, subset, out_dir, rooms=options.get("rooms"),
                             max_files=options.get("max_files"), seed=seed)
+    if layout == "folder":
+        return prepare_folder_bank(root, name, out_dir, license=options.get("license", "unknown"))
     raise ConfigError("banks.corpora", f"no bank can be made from a {layout!r} subset")
+
+
+def _with_acoustics(records: list[Utterance], manifest: Path) -> list[Utterance]:
+    """Each RIR checked (energy, length) and measured on its first channel at its own rate."""
+    from ..acoustics import check_rir, rir_metrics
+
+    measured = []
+    for record in records:
+        path = resolve_audio(record, manifest)
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        rir = np.ascontiguousarray(data[:, 0])
+        check_rir(rir, rate, str(path))
+        measured.append(record.with_(extra=rir_metrics(rir, rate)))
+    return measured
+
+
+def prepare_corpus_bank(
+    layout: str, subset: str, roots: Sequence[str], out_dir: str | Path, options: dict[str, Any], seed: int,
+    name: str = "bank", kind: str = "noise",
+) -> list[Utterance]:
+    """A noise or RIR bank (``config.banks.corpora.<name>``) from one catalog subset or a folder."""
+    out_dir = Path(out_dir)
+    if kind != "rir":
+        return _prepare_records(layout, subset, roots, out_dir, options, seed, name)
+    raw = out_dir.with_name(out_dir.name + ".raw")  # the reader's manifest, before measuring and filtering
+    shutil.rmtree(raw, ignore_errors=True)
+    try:
+        _prepare_records(layout, subset, roots, raw, options, seed, name)
+        records = _with_acoustics(read_manifest(raw / "manifest.jsonl"), raw / "manifest.jsonl")
+        if "rt60_range_s" in options:
+            low, high = options["rt60_range_s"]
+            records = [r for r in records if low <= r.extra["rt60_measured_s"] <= high]
+            if not records:
+                raise ConfigError(f"banks.corpora.{name}.rt60_range_s",
+                                  f"no RIR of the bank has an RT60 in [{low}, {high}] s")
+        rt60s = [r.extra["rt60_measured_s"] for r in records]
+        summary = {**read_json(raw / "summary.json"), "n_kept": len(records), "rt60_range_s": options.get("rt60_range_s"),
+                   "rt60_measured_s": {"min": min(rt60s), "median": float(np.median(rt60s)), "max": max(rt60s)}}
+        write_prepared(out_dir, records, summary)
+    finally:
+        shutil.rmtree(raw, ignore_errors=True)
+    return records
