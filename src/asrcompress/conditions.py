@@ -319,7 +319,7 @@ def add_reverb(wave: np.ndarray, rng: np.random.Generator, rir_bank: Bank) -> tu
     channel = int(rng.integers(channels)) if channels > 1 else 0
     record = rir_bank.records[pick]
     info = {"rir": record.id, "rir_path": record.path, "rir_channel": channel,
-            "rt60_measured_s": record.extra.get("rt60_measured_s")}
+            "rt60_measured_s": record.extra.get("rt60_measured_s"), "drr_db": record.extra.get("drr_db")}
     return reverberate(wave, rir_bank.wave(pick, channel)), info
 
 
