@@ -38,6 +38,8 @@ def test_whole_dag_produces_the_table_and_figures(finished_run):
     assert pruned < table[table["variant"] == "none"]["nonzero_params"].iloc[0]
     for figure in ["wer_vs_snr", "wer_per_condition", "wer_vs_sparsity", "wer_vs_size"]:
         assert (finished_run / "results" / "figures" / f"{figure}.png").stat().st_size > 5000
+    gallery = finished_run / "results" / "gallery" / "noise+reverb" / "white" / "10" / "0.3"
+    assert len(list(gallery.glob("*.png"))) == 2 and len(list(gallery.glob("*.clean.wav"))) == 2
     card = json.loads((finished_run / "results" / "models" / "tiny" / "baseline" / "card.json").read_text())
     assert card["result"]["steps"] == 8 and len(card["result"]["history"]) == 2
     assert "dev WER" in (finished_run / "logs" / "finetune" / "tiny.log").read_text()
@@ -62,8 +64,8 @@ def test_changing_one_snr_reruns_only_that_condition(finished_run):
     write_config(finished_run, config)
     jobs = planned_jobs(finished_run)
     rules = sorted({rule for rule, _ in jobs})
-    assert rules == ["aggregate", "all", "augment", "decode", "plot", "score"], jobs
-    touched = {wc for rule, wc in jobs if rule in ("augment", "decode", "score")}
+    assert rules == ["aggregate", "all", "augment", "decode", "gallery", "plot", "score"], jobs
+    touched = {wc for rule, wc in jobs if rule in ("augment", "decode", "score", "gallery")}
     assert all("/7" in wc for wc in touched), touched
     assert len([j for j in jobs if j[0] == "augment"]) == 2  # white and babble at 7 dB
     assert len([j for j in jobs if j[0] == "decode"]) == 2 * 3

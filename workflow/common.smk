@@ -55,7 +55,8 @@ def cells():
 
 
 def final_outputs():
-    return ["results/tables/wer.csv", *expand("results/figures/{figure}.png", figure=FIGURES)]
+    galleries = [f"results/gallery/{c.id}" for c in GRID.conditions] if config["report"]["gallery_examples"] else []
+    return ["results/tables/wer.csv", *expand("results/figures/{figure}.png", figure=FIGURES), *galleries]
 
 
 def demo_split_params(wildcards):

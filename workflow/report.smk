@@ -4,6 +4,7 @@
 localrules:
     aggregate,
     plot,
+    gallery,
 
 
 rule aggregate:
@@ -46,3 +47,30 @@ rule plot:
         "benchmarks/report/plot_{figure}.tsv"
     script:
         "../scripts/plot.py"
+
+
+rule gallery:
+    """A few test utterances per condition: clean vs corrupted spectrograms, and the audio."""
+    input:
+        condition="results/conditions/{condition}",
+        test="results/data/test",
+    output:
+        report(
+            directory("results/gallery/{condition}"),
+            patterns=[r"{name,[^/]+\.(?:png|wav)}"],
+            caption="report/gallery.rst",
+            category="Test-set gallery",
+            subcategory="{condition}",
+        ),
+    params:
+        sample_rate=config["sample_rate"],
+        n_examples=config["report"]["gallery_examples"],
+        seed=config["seed"],
+    conda:
+        "../envs/asrcompress.yaml"
+    log:
+        "logs/report/gallery/{condition}.log",
+    benchmark:
+        "benchmarks/report/gallery/{condition}.tsv"
+    script:
+        "../scripts/gallery.py"
