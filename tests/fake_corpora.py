@@ -107,6 +107,8 @@ MUSAN_FILES: tuple[tuple[str, str, str, str], ...] = (
     ("noise", "sound-bible", "noise-sound-bible-0000", "noise/audiomentations_hens.wav"),
     ("music", "fma", "music-fma-0000", "noise/audiomentations_sheep.wav"),
     ("speech", "librivox", "speech-librivox-0000", "speech/librivox/sense_and_sensibility_01_austen_64kb-0870.wav"),
+    ("speech", "librivox", "speech-librivox-0001", "speech/librivox/sense_and_sensibility_01_austen_64kb-0890.wav"),
+    ("speech", "librivox", "speech-librivox-0002", "speech/librivox/sense_and_sensibility_01_austen_64kb-0920.wav"),
 )
 MUSAN_LICENSES = {
     "free-sound": "Creative Commons Attribution 3.0 (per-file attributions below)",

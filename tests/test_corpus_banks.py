@@ -47,3 +47,27 @@ def test_each_catalog_bank_subset_prepares_from_its_extracted_folder_and_loads(t
         if bank.channels(index) == 2:
             expected = (bank.wave(index, 0).astype("float64") + bank.wave(index, 1)) / 2
             assert abs(bank.mono(index) - expected).max() < 1e-6
+
+
+def test_musan_speech_becomes_babble_of_n_talkers_with_the_license(tmp_path, shared_data):
+    subset = CATALOG.subset("musan/speech", "test")
+    make_musan(tmp_path / subset.archive.extract_dir, shared_data)
+    roots = [str(tmp_path / root) for root in subset.roots]
+    records = prepare_corpus_bank("musan", "speech", roots, tmp_path / "bank", {"babble": {"talkers": 2, "files": 3,
+                                  "seconds": 2}}, seed=0, name="musan-babble", license="CC BY 4.0")
+    assert [r.id for r in records] == ["babble-000", "babble-001", "babble-002"]
+    for record in records:
+        assert len(record.extra["talkers"]) == 2 and record.duration == 2.0
+        assert (tmp_path / "bank" / f"{record.id}.wav").exists()
+    again = prepare_corpus_bank("musan", "speech", roots, tmp_path / "again", {"babble": {"talkers": 2, "files": 3,
+                                "seconds": 2}}, seed=0, name="musan-babble")
+    assert [(tmp_path / "bank" / f"{r.id}.wav").read_bytes() for r in records] == \
+        [(tmp_path / "again" / f"{r.id}.wav").read_bytes() for r in again]
+
+
+def test_records_without_their_own_license_get_the_datasets(tmp_path, shared_data):
+    subset = CATALOG.subset("urbansound8k/all", "test")
+    make_urbansound8k(tmp_path / subset.archive.extract_dir, shared_data)
+    records = prepare_corpus_bank("urbansound8k", "all", [str(tmp_path / r) for r in subset.roots], tmp_path / "bank", {},
+                                  0, license=CATALOG.datasets["urbansound8k"].license)
+    assert {r.extra["license"] for r in records} == {CATALOG.datasets["urbansound8k"].license}

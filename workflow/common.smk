@@ -152,8 +152,10 @@ def corpus_bank_input(wildcards):
 
 def corpus_bank_params(wildcards):
     bank = GRID.corpus_banks[wildcards.bank]
+    license = CATALOG.datasets[bank.subset.dataset].license if bank.subset else bank.options.get("license")
     return {"layout": bank.layout, "subset": bank.subset.name if bank.subset else None, "roots": bank.roots,
-            "options": bank.options, "kind": bank.kind, "seed": config["seed"]}
+            "options": bank.options, "kind": bank.kind, "license": license, "seed": config["seed"],
+            "sample_rate": config["sample_rate"]}
 
 
 def variant_params(wildcards):

@@ -33,7 +33,7 @@ LAYOUTS = {
 SPEECH_LAYOUTS = ("librispeech",)
 # The options of `banks.corpora.<name>` each layout understands; any other is a config error, not ignored.
 BANK_OPTIONS: dict[str, frozenset[str]] = {
-    "musan": frozenset(),
+    "musan": frozenset({"babble"}),
     "urbansound8k": frozenset({"include_classes", "exclude_classes"}),
     "demand": frozenset({"channel"}),
     "rirs_noises": frozenset({"rooms", "max_files", "rt60_range_s"}),

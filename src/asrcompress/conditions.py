@@ -23,6 +23,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .acoustics import check_rir
 from .audio import read_audio, write_audio
 from .banks import Bank
 from .corpora.demo import split_seed
@@ -324,7 +325,9 @@ def add_reverb(wave: np.ndarray, rng: np.random.Generator, rir_bank: Bank) -> tu
     record = rir_bank.records[pick]
     info = {"rir": record.id, "rir_path": record.path, "rir_channel": channel,
             "rt60_measured_s": record.extra.get("rt60_measured_s"), "drr_db": record.extra.get("drr_db")}
-    return reverberate(wave, rir_bank.wave(pick, channel)), info
+    rir = rir_bank.wave(pick, channel)
+    check_rir(rir, rir_bank.sample_rate, record.path)  # banks are checked when built; a hand-made one is not
+    return reverberate(wave, rir), info
 
 
 def _mixed(wave: np.ndarray, noise: np.ndarray, snr_db: float, reference: str, sample_rate: int,

@@ -15,8 +15,8 @@ import numpy as np
 import soundfile as sf
 
 from ..errors import ConfigError
-from ..io import read_json
-from ..manifest import Utterance, read_manifest, resolve_audio
+from ..io import atomic_directory, read_json, write_json
+from ..manifest import Utterance, read_manifest, resolve_audio, write_manifest
 from .folder import prepare_folder_bank
 from .librispeech import prepare_librispeech, write_prepared
 from .noise_corpora import prepare_demand, prepare_musan, prepare_urbansound8k
@@ -67,19 +67,54 @@ def _with_acoustics(records: list[Utterance], manifest: Path) -> list[Utterance]
     return measured
 
 
+def _babble(records: list[Utterance], manifest: Path, out_dir: Path, spec: dict[str, Any], seed: int,
+            sample_rate: int) -> list[Utterance]:
+    """Babble files, each the sum of ``talkers`` random speech files (MUSAN speech), written into the bank."""
+    from ..audio import peak_normalize, read_audio, write_audio
+
+    rng = np.random.default_rng(seed)
+    n_samples = int(spec.get("seconds", 30) * sample_rate)
+    made = []
+    for index in range(int(spec.get("files", 4))):
+        picks = rng.choice(len(records), size=min(int(spec["talkers"]), len(records)), replace=False)
+        mix = np.zeros(n_samples)
+        for pick in sorted(int(p) for p in picks):
+            talk = read_audio(resolve_audio(records[pick], manifest), sample_rate, resample=True)
+            talk = np.resize(talk, n_samples)  # tiled: a talker shorter than the file keeps talking
+            mix += talk / (np.sqrt(np.mean(talk.astype(np.float64) ** 2)) + 1e-9)
+        name = f"babble-{index:03d}"
+        write_audio(out_dir / f"{name}.wav", peak_normalize(mix.astype(np.float32), 0.9), sample_rate)
+        made.append(Utterance(name, str(out_dir / f"{name}.wav"), n_samples / sample_rate, "babble", "", extra={
+            "talkers": [records[int(p)].id for p in sorted(picks)], "license": records[0].extra.get("license")}))
+    return made
+
+
 def prepare_corpus_bank(
     layout: str, subset: str, roots: Sequence[str], out_dir: str | Path, options: dict[str, Any], seed: int,
-    name: str = "bank", kind: str = "noise",
+    name: str = "bank", kind: str = "noise", license: str | None = None, sample_rate: int = 16000,
 ) -> list[Utterance]:
-    """A noise or RIR bank (``config.banks.corpora.<name>``) from one catalog subset or a folder."""
+    """A noise or RIR bank (``config.banks.corpora.<name>``) from one catalog subset or a folder.
+
+    ``license`` (the dataset's, from the catalog) is recorded on every file that does not state its own.
+    """
     out_dir = Path(out_dir)
-    if kind != "rir":
-        return _prepare_records(layout, subset, roots, out_dir, options, seed, name)
-    raw = out_dir.with_name(out_dir.name + ".raw")  # the reader's manifest, before measuring and filtering
+    raw = out_dir.with_name(out_dir.name + ".raw")  # the reader's manifest, before measuring, filtering, mixing
     shutil.rmtree(raw, ignore_errors=True)
     try:
         _prepare_records(layout, subset, roots, raw, options, seed, name)
-        records = _with_acoustics(read_manifest(raw / "manifest.jsonl"), raw / "manifest.jsonl")
+        records = read_manifest(raw / "manifest.jsonl")
+        records = [r if r.extra.get("license") else r.with_(extra={"license": license or "unknown"}) for r in records]
+        summary = read_json(raw / "summary.json")
+        if kind != "rir":
+            with atomic_directory(out_dir) as staging:
+                if "babble" in options:
+                    made = _babble(records, raw / "manifest.jsonl", staging, options["babble"], seed, sample_rate)
+                    records = [r.with_(path=str(out_dir / Path(r.path).name)) for r in made]
+                    summary = {**summary, "babble": dict(options["babble"]), "n_babble_files": len(records)}
+                write_manifest(staging / "manifest.jsonl", records)
+                write_json(staging / "summary.json", summary)
+            return records
+        records = _with_acoustics(records, raw / "manifest.jsonl")
         if "rt60_range_s" in options:
             low, high = options["rt60_range_s"]
             records = [r for r in records if low <= r.extra["rt60_measured_s"] <= high]
@@ -87,7 +122,7 @@ def prepare_corpus_bank(
                 raise ConfigError(f"banks.corpora.{name}.rt60_range_s",
                                   f"no RIR of the bank has an RT60 in [{low}, {high}] s")
         rt60s = [r.extra["rt60_measured_s"] for r in records]
-        summary = {**read_json(raw / "summary.json"), "n_kept": len(records), "rt60_range_s": options.get("rt60_range_s"),
+        summary = {**summary, "n_kept": len(records), "rt60_range_s": options.get("rt60_range_s"),
                    "rt60_measured_s": {"min": min(rt60s), "median": float(np.median(rt60s)), "max": max(rt60s)}}
         write_prepared(out_dir, records, summary)
     finally:
