@@ -68,6 +68,8 @@ def test_catalog_errors_name_the_entry(break_it, key):
     (lambda c: c["conditions"]["random"]["pimentel"].update(rir="nowhere"), "conditions.random.pimentel",
      "RIR bank 'nowhere'"),
     (lambda c: c["models"]["w2v2-large-robust-ft960"].pop("finetune"), "corpus.splits", "give train and dev"),
+    (lambda c: c["banks"]["corpora"]["musan-noise"].update(babble={"talkers": 3}), "banks.corpora.musan-noise.babble",
+     "babble is made from speech"),
 ])
 def test_study_config_errors_name_the_key(break_it, key, message):
     config = copy.deepcopy(STUDY)

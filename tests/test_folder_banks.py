@@ -68,3 +68,37 @@ def test_noise_folder_bank_keeps_sub_folders_as_classes(tmp_path, shared_data):
     records = prepare_corpus_bank("folder", None, [str(folder)], tmp_path / "bank", {"folder": str(folder), "kind": "noise"},
                                   0, name="mine", kind="noise")
     assert sorted(r.speaker for r in records) == ["mine/farm", "mine/farm", "mine/room"]
+
+
+def test_each_channel_of_a_multichannel_rir_is_measured_and_the_drawn_one_recorded(tmp_path, shared_data):
+    folder = tmp_path / "rirs"
+    folder.mkdir()
+    clap, _ = sf.read(shared_data / "rir/rir_clap_seminar_room.wav", dtype="float32")
+    short, _ = sf.read(shared_data / "rir/audiomentations_impulse_response_0.wav", dtype="float32")
+    stereo = np.zeros((len(clap), 2), np.float32)
+    stereo[:, 0], stereo[: len(short), 1] = clap, short
+    sf.write(folder / "two_mics.wav", stereo, 16000)
+    (record,) = _rir_bank(tmp_path, folder)
+    rt60s, drrs = record.extra["rt60_measured_s_per_channel"], record.extra["drr_db_per_channel"]
+    assert len(rt60s) == 2 and rt60s[0] != rt60s[1] and drrs[0] != drrs[1]
+    wav = shared_data / "speech/librispeech/3752-4944-0001.wav"
+    test = tmp_path / "test.jsonl"
+    write_manifest(test, [Utterance(f"u{i}", str(wav), sf.info(str(wav)).duration, "3752", "X") for i in range(8)])
+    build_condition(Condition("reverb", rir="mine"), str(test), tmp_path / "cond", 16000, 0,
+                    rir_bank_manifest=str(tmp_path / "bank" / "manifest.jsonl"))
+    used = read_manifest(tmp_path / "cond" / "manifest.jsonl")
+    assert {u.extra["rir_channel"] for u in used} == {0, 1}
+    for utt in used:
+        assert utt.extra["rt60_measured_s"] == rt60s[utt.extra["rir_channel"]]
+        assert utt.extra["drr_db"] == drrs[utt.extra["rir_channel"]]
+
+
+def test_a_bad_noise_file_fails_the_bank_even_if_no_condition_would_draw_it(tmp_path, shared_data):
+    folder = tmp_path / "noise"
+    folder.mkdir()
+    (folder / "good.wav").write_bytes((shared_data / "noise/speechbrain_noise2.wav").read_bytes())
+    sf.write(folder / "tiny.wav", np.full(800, 0.1, np.float32), 16000)
+    with pytest.raises(AudioError, match="tiny.wav: noise file is 0.050 s long"):
+        prepare_corpus_bank("folder", None, [str(folder)], tmp_path / "bank", {"folder": str(folder), "kind": "noise"},
+                            0, name="mine", kind="noise")
+    assert not (tmp_path / "bank").exists()

@@ -120,3 +120,34 @@ def test_manifest_records_everything_and_the_audio_hashes_are_reproducible(tmp_p
     summary = json.loads((tmp_path / "a" / "summary.json").read_text())
     assert summary["snr_reference"] == "active" and summary["n_gain_reduced"] == 0
     assert Bank.load(bank, 16000).mono(0).ndim == 1
+
+
+def test_active_reference_sees_through_a_quiet_noise_floor(speech, real_noise):
+    """Pauses filled with hiss 45+ dB below the speech are not speech: with half the signal in such
+    pauses, the active-speech reference puts about 3 dB more noise in than the whole-utterance one."""
+    rng = np.random.default_rng(0)
+    core = speech[:64_000] / np.max(np.abs(speech[:64_000])) * 0.5
+    speechy = core[active_speech_mask(core)]
+    hiss = (10 ** (-60 / 20) * rng.standard_normal(len(speechy))).astype(np.float32)
+    padded = np.concatenate([speechy, hiss])
+    assert abs(active_speech_mask(padded).mean() - 0.5) < 0.05
+    noise = np.resize(real_noise, len(padded))
+    whole, active = mix(padded, noise, 10, "utterance"), mix(padded, noise, 10, "active")
+    extra_noise_db = 10 * np.log10(np.sum((active.mixture / active.gain - padded) ** 2)
+                                   / np.sum((whole.mixture / whole.gain - padded) ** 2))
+    assert 2.5 < extra_noise_db < 3.5
+
+
+def test_a_silent_test_utterance_is_bad_audio(tmp_path, shared_data):
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(16000, np.float32), 16000)
+    test = tmp_path / "test.jsonl"
+    write_manifest(test, [Utterance("s", str(silent), 1.0, "x", "A"), Utterance("u1", str(
+        shared_data / "speech/librispeech/1988-24833-0000.wav"), 3.32, "1988", "THE TWO")])
+    bank = tmp_path / "bank.jsonl"
+    write_manifest(bank, [Utterance("n1", str(shared_data / "noise/speechbrain_noise1.wav"), 33.1, "real", "")])
+    with pytest.raises(AudioError, match="silent.wav: is silent"):
+        build_condition(Condition("noise", "real", 5.0), str(test), tmp_path / "a", 16000, 0, noise_bank_manifests=[str(bank)])
+    build_condition(Condition("noise", "real", 5.0), str(test), tmp_path / "b", 16000, 0, noise_bank_manifests=[str(bank)],
+                    on_bad_audio="skip")
+    assert [u.id for u in read_manifest(tmp_path / "b" / "manifest.jsonl")] == ["u1"]

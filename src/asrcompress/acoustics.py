@@ -175,10 +175,12 @@ def drr_db(rir: np.ndarray, sample_rate: int, direct_window_ms: float = 2.5) -> 
 
 
 def rir_metrics(rir: np.ndarray, sample_rate: int) -> dict[str, float]:
-    """The measured acoustics recorded in an RIR bank's manifest."""
+    """The measured acoustics recorded in an RIR bank's manifest. The DRR is taken from the direct path on,
+    as the mixer applies the RIR (``conditions.prepare_rir`` drops what precedes the peak)."""
+    from_direct_path = np.asarray(rir)[int(np.argmax(np.abs(rir))):]
     return {
         "rt60_measured_s": round(rt60_schroeder(rir, sample_rate), 4),
-        "drr_db": round(drr_db(rir, sample_rate), 4),
+        "drr_db": round(drr_db(from_direct_path, sample_rate), 4),
         "duration_s": round(len(rir) / sample_rate, 4),
     }
 

@@ -212,8 +212,10 @@ class Mix:
 
 def active_speech_mask(speech: np.ndarray, sample_rate: int = 16000, frame_ms: float = 20.0,
                        floor_db: float = 40.0) -> np.ndarray:
-    """Samples in frames whose energy is within ``floor_db`` of the loudest frame: a simple energy VAD,
-    so the SNR of a sentence with long pauses is not inflated by its silences."""
+    """Samples in frames whose energy is within ``floor_db`` of the loudest frame: a simple energy VAD, so
+    digital silence and quiet pauses do not inflate the SNR. A recording whose noise floor lies within
+    ``floor_db`` of its loudest speech counts its pauses as active (the reference then tends to ``utterance``);
+    a percentile floor would also drop the quiet half of pause-free speech, so this stays simple and stated."""
     frame = max(1, int(sample_rate * frame_ms / 1000))
     n_frames = -(-len(speech) // frame)
     padded = np.zeros(n_frames * frame)
@@ -238,6 +240,8 @@ def mix(speech: np.ndarray, noise: np.ndarray, snr_db: float, reference: str = "
     speech64, noise64 = np.asarray(speech, dtype=np.float64), np.asarray(noise, dtype=np.float64)
     if float(np.sum(noise64**2)) == 0.0:
         raise ValueError("noise segment is all zeros: cannot reach a finite SNR")
+    if float(np.sum(speech64**2)) == 0.0:
+        raise ValueError("speech is all zeros: an SNR against it is undefined")
     if reference == "utterance":
         mixture = AF.add_noise(torch.from_numpy(speech64)[None], torch.from_numpy(noise64)[None],
                                torch.tensor([float(snr_db)], dtype=torch.float64))[0].numpy()
@@ -323,8 +327,10 @@ def add_reverb(wave: np.ndarray, rng: np.random.Generator, rir_bank: Bank) -> tu
     channels = rir_bank.channels(pick)
     channel = int(rng.integers(channels)) if channels > 1 else 0
     record = rir_bank.records[pick]
-    info = {"rir": record.id, "rir_path": record.path, "rir_channel": channel,
-            "rt60_measured_s": record.extra.get("rt60_measured_s"), "drr_db": record.extra.get("drr_db")}
+    info = {"rir": record.id, "rir_path": record.path, "rir_channel": channel}
+    for key in ("rt60_measured_s", "drr_db"):  # the drawn channel's own value when the bank has one per channel
+        per_channel = record.extra.get(f"{key}_per_channel")
+        info[key] = per_channel[channel] if per_channel else record.extra.get(key)
     rir = rir_bank.wave(pick, channel)
     check_rir(rir, rir_bank.sample_rate, record.path)  # banks are checked when built; a hand-made one is not
     return reverberate(wave, rir), info
@@ -434,6 +440,8 @@ def build_condition(
             source = resolve_audio(utt, test_manifest)
             try:
                 speech = read_audio(source, sample_rate)
+                if not np.any(speech):
+                    raise AudioError(source, "is silent (all zeros): no SNR can be set against it")
             except AudioError as err:
                 if on_bad_audio != "skip":
                     raise

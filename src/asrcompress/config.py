@@ -106,6 +106,8 @@ def _corpus_banks(section: dict[str, Any], catalog: Catalog | None) -> dict[str,
         for option in sorted(set(options) - BANK_OPTIONS[layout]):
             allowed = ", ".join(sorted(BANK_OPTIONS[layout])) or "none"
             raise ConfigError(f"banks.corpora.{name}.{option}", f"does not apply to a {layout} bank (options: {allowed})")
+        if "babble" in options and (subset is None or subset.name != "speech"):
+            raise ConfigError(f"banks.corpora.{name}.babble", "babble is made from speech: use a musan/speech subset")
         if "rt60_range_s" in options and kind != "rir":
             raise ConfigError(f"banks.corpora.{name}.rt60_range_s", "only RIR banks have an RT60")
         banks[name] = CorpusBank(name, kind, subset, options)

@@ -54,17 +54,35 @@ def _prepare_records(layout: str, subset: str, roots: Sequence[str], out_dir: Pa
 
 
 def _with_acoustics(records: list[Utterance], manifest: Path) -> list[Utterance]:
-    """Each RIR checked (energy, length) and measured on its first channel at its own rate."""
+    """Each RIR checked (energy, length) and measured at its own rate, channel by channel: the microphones of a
+    multichannel RIR see different rooms acoustically. ``rt60_measured_s``/``drr_db`` hold the median over
+    channels (what bins use), ``*_per_channel`` the values the mixer records for the channel it draws."""
     from ..acoustics import check_rir, rir_metrics
 
     measured = []
     for record in records:
         path = resolve_audio(record, manifest)
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-        rir = np.ascontiguousarray(data[:, 0])
-        check_rir(rir, rate, str(path))
-        measured.append(record.with_(extra=rir_metrics(rir, rate)))
+        per_channel = []
+        for channel in range(data.shape[1]):
+            rir = np.ascontiguousarray(data[:, channel])
+            check_rir(rir, rate, f"{path} (channel {channel})")
+            per_channel.append(rir_metrics(rir, rate))
+        extra = {key: round(float(np.median([m[key] for m in per_channel])), 4) for key in per_channel[0]}
+        if len(per_channel) > 1:
+            extra.update({f"{key}_per_channel": [m[key] for m in per_channel] for key in ("rt60_measured_s", "drr_db")})
+        measured.append(record.with_(extra=extra))
     return measured
+
+
+def _check_noise_files(records: list[Utterance], manifest: Path, sample_rate: int) -> None:
+    """Every noise file usable before the bank exists, not only the ones a condition happens to draw."""
+    from ..audio import read_audio
+    from ..conditions import check_noise
+
+    for record in records:
+        path = resolve_audio(record, manifest)
+        check_noise(read_audio(path, sample_rate, resample=True), sample_rate, str(path))
 
 
 def _babble(records: list[Utterance], manifest: Path, out_dir: Path, spec: dict[str, Any], seed: int,
@@ -106,6 +124,7 @@ def prepare_corpus_bank(
         records = [r if r.extra.get("license") else r.with_(extra={"license": license or "unknown"}) for r in records]
         summary = read_json(raw / "summary.json")
         if kind != "rir":
+            _check_noise_files(records, raw / "manifest.jsonl", sample_rate)
             with atomic_directory(out_dir) as staging:
                 if "babble" in options:
                     made = _babble(records, raw / "manifest.jsonl", staging, options["babble"], seed, sample_rate)
