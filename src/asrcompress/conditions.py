@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -35,7 +34,6 @@ log = logging.getLogger(__name__)
 
 KINDS = ("clean", "noise", "reverb", "noise+reverb", "random")
 MIXTURE_KINDS = ("clean", "noise", "reverb", "noise+reverb")  # what a random condition draws from
-BANK_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 
 
 def fmt(value: float) -> str:

@@ -75,10 +75,6 @@ class Grid:
     planned: list[str] = dataclasses.field(default_factory=list)  # variants in the config not built yet
 
     @property
-    def noise_types(self) -> list[str]:
-        return sorted({c.noise for c in self.conditions if c.noise})
-
-    @property
     def archives(self) -> list[Archive]:
         """Every archive some split or bank needs, once each."""
         subsets = [s for split in self.splits.values() for s in split]
