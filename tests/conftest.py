@@ -28,3 +28,24 @@ def transcripts(shared_data: Path) -> list[dict[str, str]]:
 @pytest.fixture(scope="session")
 def librispeech_wav(shared_data: Path) -> Path:
     return shared_data / "speech" / "librispeech" / "1988-24833-0000.wav"
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory, shared_data, transcripts) -> tuple[str, str]:
+    """(train, dev) manifests: eight real LibriSpeech utterances cut to 1.5 s (dev: two of them), for
+    tests that train a tiny model for a few steps."""
+    import soundfile as sf
+
+    from asrcompress.audio import write_audio
+    from asrcompress.manifest import Utterance, write_manifest
+
+    root = tmp_path_factory.mktemp("corpus")
+    utts = []
+    for row in transcripts[:8]:
+        wave, rate = sf.read(str(shared_data / row["path"]), dtype="float32")
+        path = root / f"{row['utt_id']}.wav"
+        write_audio(path, wave[: int(1.5 * rate)], rate)
+        utts.append(Utterance(row["utt_id"], str(path), 1.5, "s", " ".join(row["text"].split()[:4])))
+    write_manifest(root / "train.jsonl", utts)
+    write_manifest(root / "dev.jsonl", utts[:2])
+    return str(root / "train.jsonl"), str(root / "dev.jsonl")

@@ -2,8 +2,6 @@ import numpy as np
 import pytest
 import torch
 
-from asrcompress.audio import write_audio
-from asrcompress.manifest import Utterance, write_manifest
 from asrcompress.training import TrainConfig, batch_stream, length_bucketed_batches, train
 
 from helpers import tiny_model
@@ -23,23 +21,6 @@ def test_resumed_stream_sees_the_same_batches():
     first = [next(full) for _ in range(60)]
     resumed = batch_stream(lengths, 1000, seed=5, start_step=37)
     assert [next(resumed) for _ in range(23)] == first[37:]
-
-
-@pytest.fixture(scope="module")
-def tiny_corpus(tmp_path_factory, shared_data, transcripts):
-    """Eight real LibriSpeech utterances, cut to 1.5 s to keep the test fast."""
-    import soundfile as sf
-
-    root = tmp_path_factory.mktemp("corpus")
-    utts = []
-    for row in transcripts[:8]:
-        wave, rate = sf.read(str(shared_data / row["path"]), dtype="float32")
-        path = root / f"{row['utt_id']}.wav"
-        write_audio(path, wave[: int(1.5 * rate)], rate)
-        utts.append(Utterance(row["utt_id"], str(path), 1.5, "s", " ".join(row["text"].split()[:4])))
-    write_manifest(root / "train.jsonl", utts)
-    write_manifest(root / "dev.jsonl", utts[:2])
-    return str(root / "train.jsonl"), str(root / "dev.jsonl")
 
 
 def _run(tmp_path, corpus, steps, checkpoint_dir):

@@ -47,3 +47,19 @@ def count_parameters(model: torch.nn.Module) -> ParameterCount:
 
 def directory_bytes(path: str | os.PathLike[str], exclude: tuple[str, ...] = ("card.json",)) -> int:
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file() and f.name not in exclude)
+
+
+def packed_bytes(model: torch.nn.Module, steps_meta: list[dict[str, Any]]) -> int:
+    """Bytes of the weights in a deployment format (placeholder: dense, at each tensor's dtype)."""
+    total = 0
+    for value in model.state_dict().values():
+        for tensor in _tensors(value):
+            total += tensor.numel() * tensor.element_size()
+    return total
+
+
+def measure_cost(model: torch.nn.Module, sample_rate: int, seconds: float = 10.0, threads: int = 1, repeats: int = 3,
+                 cpu_only: bool = False) -> dict[str, Any]:
+    """Placeholder until the measured version lands."""
+    return {"gmacs_per_audio_s": float("nan"), "cpu_latency_ms": float("nan"), "cpu_rtf": float("nan"),
+            "gpu_latency_ms": None, "cost_input_s": seconds, "cost_threads": threads}

@@ -11,7 +11,6 @@ import numpy as np
 import torch
 
 from .audio import read_audio
-from .compression.store import load_variant
 from .io import atomic_path, write_json
 from .manifest import read_manifest, resolve_audio
 
@@ -74,6 +73,11 @@ def model_inputs(processor, waves: Sequence[np.ndarray], sample_rate: int) -> di
     return {"input_values": inputs.input_values, "attention_mask": inputs.attention_mask}
 
 
+def model_dtype(model: torch.nn.Module) -> torch.dtype:
+    """The floating dtype the model computes in (float32 unless a method changed it)."""
+    return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+
+
 def pick_device(cpu_only: bool = False) -> torch.device:
     return torch.device("cuda") if torch.cuda.is_available() and not cpu_only else torch.device("cpu")
 
@@ -85,6 +89,7 @@ def transcribe(
     """Greedy transcripts in input order, and the wall seconds spent on forward passes and search."""
     model = model.to(device).eval()
     blank = processor.tokenizer.pad_token_id
+    dtype = model_dtype(model)
     hypotheses: list[str] = [""] * len(waves)
     wall = 0.0
     for index in length_sorted_batches([len(w) for w in waves], int(batch_seconds * sample_rate)):
@@ -92,7 +97,8 @@ def transcribe(
         if device.type == "cuda":
             torch.cuda.synchronize()
         started = time.perf_counter()
-        logits = model(**{k: v.to(device) for k, v in inputs.items()}).logits
+        inputs["input_values"] = inputs["input_values"].to(dtype)  # half-precision variants take half inputs
+        logits = model(**{k: v.to(device) for k, v in inputs.items()}).logits.float()
         frames = model._get_feat_extract_output_lengths(inputs["attention_mask"].sum(-1)).tolist()
         paths = greedy_ctc(logits.cpu(), frames, blank)
         wall += time.perf_counter() - started
@@ -107,6 +113,8 @@ def decode_test_set(
     """Decode one condition with one variant: per-utterance hypotheses (JSONL) and a timing record."""
     if threads:
         torch.set_num_threads(threads)
+    from .compression.store import load_variant  # the store imports the training loop, which imports this module
+
     model, processor, card = load_variant(variant_dir)
     device = pick_device(card.get("cpu_only", False))
     utterances = read_manifest(condition_manifest)

@@ -48,6 +48,26 @@ class TrainConfig:
 
 
 @dataclasses.dataclass
+class TrainHooks:
+    """How a compression method changes the shared training loop.
+
+    ``loss`` replaces the CTC loss (distillation); ``extra_loss`` is added to it (a sparsity
+    budget's Lagrangian). ``param_groups`` are optimiser groups for parameters outside the model
+    or with their own learning rate (they are removed from the default group); keep them inside
+    the model's modules so a checkpoint holds them. ``after_step`` runs after each update
+    (re-applying masks, annealing a temperature). ``evaluate`` turns dev WER off for models that
+    cannot transcribe yet.
+    """
+
+    loss: Callable[[torch.nn.Module, dict[str, torch.Tensor], int], torch.Tensor] | None = None
+    extra_loss: Callable[[torch.nn.Module, int], torch.Tensor] | None = None
+    param_groups: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    after_step: Callable[[torch.nn.Module, int], None] | None = None
+    evaluate: bool = True
+    log_values: Callable[[torch.nn.Module], dict[str, float]] | None = None
+
+
+@dataclasses.dataclass
 class TrainResult:
     steps: int
     wall_s: float
@@ -137,6 +157,7 @@ def train(
     config: TrainConfig,
     sample_rate: int,
     augmenter: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
+    hooks: TrainHooks | None = None,
 ) -> TrainResult:
     """Fine-tune ``model`` with CTC. Resumes from ``checkpoint_dir`` when a checkpoint of the same
     recipe and data exists, so a killed job loses at most ``checkpoint_every`` steps."""
@@ -153,11 +174,17 @@ def train(
 
     if config.freeze_feature_encoder and hasattr(model, "freeze_feature_encoder"):
         model.freeze_feature_encoder()
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    hooks = hooks or TrainHooks()
+    grouped = {id(p) for group in hooks.param_groups for p in group["params"]}
+    params = [p for p in model.parameters() if p.requires_grad and id(p) not in grouped]
+    optimizer = torch.optim.AdamW([{"params": params}, *hooks.param_groups], lr=config.learning_rate,
+                                  weight_decay=config.weight_decay)
+    params = params + [p for group in hooks.param_groups for p in group["params"]]
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config.warmup_steps, config.steps))
 
-    run_id = fingerprint(dataclasses.asdict(config), [(u.id, u.text) for u in train_utts], model.config.to_dict())
+    shapes = {k: list(v.shape) for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)}
+    architecture = model.config.to_dict() if hasattr(model, "config") else None
+    run_id = fingerprint(dataclasses.asdict(config), [(u.id, u.text) for u in train_utts], architecture, shapes)
     checkpoint = Path(checkpoint_dir) / "checkpoint.pt"
     start_step, history = 0, []
     if checkpoint.exists():
@@ -188,12 +215,17 @@ def train(
             rng = np.random.default_rng([config.seed, step])
             waves = [augmenter(w, rng) for w in waves]
         batch = collate(processor, waves, [train_texts[i] for i in index], sample_rate)
-        loss = model(**{k: v.to(device) for k, v in batch.items()}).loss
+        batch = {k: v.to(device) for k, v in batch.items()}
+        loss = hooks.loss(model, batch, step) if hooks.loss else model(**batch).loss
+        if hooks.extra_loss:
+            loss = loss + hooks.extra_loss(model, step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
         optimizer.step()
         scheduler.step()
+        if hooks.after_step:
+            hooks.after_step(model, step)
         loss_window.append(loss.item())
         done = step + 1
         if done % 50 == 0 or done == config.steps:
@@ -202,10 +234,13 @@ def train(
                 "step %d/%d loss %.3f lr %.2e %.2f steps/s eta %.0f s",
                 done, config.steps, np.mean(loss_window), scheduler.get_last_lr()[0], rate, (config.steps - done) / max(rate, 1e-9),
             )
+        if done % 50 == 0 and hooks.log_values:
+            log.info("step %d: %s", done, ", ".join(f"{k} {v:.4g}" for k, v in hooks.log_values(model).items()))
         if done % config.eval_every == 0 or done == config.steps:
-            dev_wer, dev_cer = evaluate(model, processor, dev_waves, dev_texts, sample_rate)
+            if hooks.evaluate:
+                dev_wer, dev_cer = evaluate(model, processor, dev_waves, dev_texts, sample_rate)
+                log.info("eval step %d: dev WER %.2f%% CER %.2f%%", done, 100 * dev_wer, 100 * dev_cer)
             history.append({"step": done, "train_loss": float(np.mean(loss_window)), "dev_wer": dev_wer, "dev_cer": dev_cer})
-            log.info("eval step %d: dev WER %.2f%% CER %.2f%%", done, 100 * dev_wer, 100 * dev_cer)
             loss_window = []
         if done % config.checkpoint_every == 0 and done < config.steps:
             save_checkpoint(checkpoint, run_id, done, model, optimizer, scheduler, history)

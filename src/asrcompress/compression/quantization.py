@@ -1,4 +1,4 @@
-"""Post-training quantization."""
+"""Quantization: post-training (dynamic int8) so far."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from .registry import Method, register
 
 
-def dynamic_int8(model: torch.nn.Module, _level: float | None, _params: dict[str, Any]) -> torch.nn.Module:
+def dynamic_int8(model: torch.nn.Module, _level: Any, _params: dict[str, Any], _context: Any = None) -> torch.nn.Module:
     """int8 weights, activations quantized on the fly, for every ``nn.Linear`` (CPU kernels)."""
     from torch.ao.quantization import quantize_dynamic
 
@@ -20,9 +20,10 @@ register(
     Method(
         name="dynamic_int8",
         description="PTQ: dynamic int8 quantization of nn.Linear (torch.ao quantize_dynamic)",
-        apply=dynamic_int8,
-        storage="state_dict",
+        family="quantization",
+        finalize=dynamic_int8,
         restructure=dynamic_int8,
+        training="never",
         cpu_only=True,
     )
 )

@@ -1,44 +1,149 @@
-"""The one registry of compression methods.
+"""The one registry of compression methods, and the variants a config makes of them.
 
-A method turns the fine-tuned baseline into a variant. It declares whether it takes a level
-(and which levels are valid) and how its result is stored: ``pretrained`` variants are plain
-``save_pretrained`` folders; ``state_dict`` variants (e.g. dynamically quantized models, whose
-modules ``from_pretrained`` cannot rebuild) store the baseline config and re-apply the method's
-structural change before loading their weights.
+A *method* is a family member configured by name and level (``magnitude`` at 0.5, ``qat`` at 4
+bits, ``nm_sparsity`` at 2:4). A *variant* is a chain of method steps plus optional recovery
+fine-tuning: ``magnitude~0.5+dynamic_int8`` (prune, then quantize) or
+``nm_sparsity~2of4+qat~4+ft300`` (both, kept during 300 fine-tuning steps).
+
+Making a variant (``store.compress``) runs, for every step in order, the method's ``prepare``
+(masks, fake quantizers, gates, inserted modules), then one training phase (the method's own
+``train`` when it has one, otherwise recovery fine-tuning when the config asks for it), then every
+step's ``finalize`` (masks made permanent, real integer kernels). Loading a variant rebuilds the
+baseline architecture from its config and replays each step's ``restructure`` with the metadata
+the step recorded, so any change of shape or module type round-trips through one state dict.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any, Callable
+import math
+import re
+from typing import TYPE_CHECKING, Any, Callable, Union
 
 from ..errors import ConfigError
 
 if TYPE_CHECKING:  # the workflow imports this module at parse time: keep torch out of it
     import torch
 
+    from .context import CompressionContext
+
+Level = Union[float, str]  # a fraction, factor, bit width or layer count; "N:M" for N:M sparsity
+Transform = Callable[["torch.nn.Module", Any, dict, "CompressionContext"], "torch.nn.Module"]
+Restructure = Callable[["torch.nn.Module", Any, dict, dict], "torch.nn.Module"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Levels: each method says what a valid level is; the parsed value is canonical (id and card).
+
+
+@dataclasses.dataclass(frozen=True)
+class LevelSpec:
+    """Parses and checks a method's level; ``describe`` is shown in errors."""
+
+    parse: Callable[[Any, str], Level]
+    describe: str
+
+
+def fraction(low: float = 0.0, high: float = 1.0, *, low_open: bool = True, high_open: bool = True) -> LevelSpec:
+    """A real number in an interval, open by default (pruning 0 % or 100 % is not a variant)."""
+
+    def parse(raw: Any, key: str) -> float:
+        value = _number(raw, key)
+        too_low = value <= low if low_open else value < low
+        too_high = value >= high if high_open else value > high
+        if too_low or too_high:
+            interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+            raise ConfigError(key, f"level {raw!r} outside {interval}")
+        return value
+
+    interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    return LevelSpec(parse, f"a number in {interval}")
+
+
+def integer(minimum: int = 1, maximum: int | None = None, choices: tuple[int, ...] | None = None) -> LevelSpec:
+    """A whole number (bit width, downsampling factor, layers kept)."""
+
+    def parse(raw: Any, key: str) -> float:
+        value = _number(raw, key)
+        if value != int(value):
+            raise ConfigError(key, f"level {raw!r} must be a whole number")
+        if choices is not None and int(value) not in choices:
+            raise ConfigError(key, f"level {raw!r} not one of {', '.join(map(str, choices))}")
+        if value < minimum or (maximum is not None and value > maximum):
+            raise ConfigError(key, f"level {raw!r} outside [{minimum}, {maximum if maximum is not None else 'inf'}]")
+        return float(int(value))
+
+    describe = f"one of {', '.join(map(str, choices))}" if choices else f"a whole number >= {minimum}"
+    return LevelSpec(parse, describe)
+
+
+def nm_pattern() -> LevelSpec:
+    """``"N:M"``: N non-zero weights in every group of M consecutive input weights."""
+
+    def parse(raw: Any, key: str) -> str:
+        match = re.fullmatch(r"\s*(\d+)\s*:\s*(\d+)\s*", str(raw))
+        if not match:
+            raise ConfigError(key, f"level {raw!r} is not an N:M pattern such as '2:4'")
+        n, m = int(match.group(1)), int(match.group(2))
+        if not 0 < n < m:
+            raise ConfigError(key, f"level {raw!r}: N:M needs 0 < N < M")
+        return f"{n}:{m}"
+
+    return LevelSpec(parse, "an N:M pattern such as '2:4'")
+
+
+def _number(raw: Any, key: str) -> float:
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw):
+        raise ConfigError(key, f"level {raw!r} is not a finite number")
+    return float(raw)
+
+
+def level_token(level: Level) -> str:
+    """How a level appears in a variant id (and so in file names): ``0.5``, ``4``, ``2of4``."""
+    return level.replace(":", "of") if isinstance(level, str) else f"{level:g}"
+
+
+# ----------------------------------------------------------------------------------------------
+# Methods
+
+
+def _unchanged(model, _level, _params, _context):
+    return model
+
 
 @dataclasses.dataclass(frozen=True)
 class Method:
+    """One compression method. ``params`` lists every parameter it accepts, with defaults."""
+
     name: str
     description: str
-    apply: Callable[[torch.nn.Module, float | None, dict[str, Any]], torch.nn.Module]
-    takes_level: bool = False
-    level_range: tuple[float, float] | None = None  # closed interval of valid levels
-    storage: str = "pretrained"  # "pretrained" | "state_dict"
-    restructure: Callable[[torch.nn.Module, float | None, dict[str, Any]], torch.nn.Module] | None = None
-    cpu_only: bool = False
+    family: str  # quantization | pruning | sparsity | structured | downsampling | depth | distillation
+    prepare: Transform = _unchanged
+    finalize: Transform = _unchanged
+    restructure: Restructure | None = None  # rebuilds the architecture (no data) before loading weights
+    train: Callable[["torch.nn.Module", "CompressionContext", "Recovery"], "torch.nn.Module"] | None = None
+    level: LevelSpec | None = None  # None: the method takes no level
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)
+    training: str = "optional"  # "never" (a conversion: last in a chain) | "optional" | "required"
+    needs_data: bool = False  # reads training utterances even without recovery (calibration)
+    cpu_only: bool = False  # its kernels exist on the CPU only
+    check: Callable[[Any, dict, str], None] | None = None  # extra config checks (level with params)
 
-    def check_level(self, level: float | None, key: str) -> None:
-        if not self.takes_level:
-            if level is not None:
+    def parse_level(self, raw: Any, key: str) -> Level | None:
+        if self.level is None:
+            if raw is not None:
                 raise ConfigError(key, f"method '{self.name}' takes no level")
-            return
-        if level is None:
-            raise ConfigError(key, f"method '{self.name}' needs levels")
-        low, high = self.level_range or (float("-inf"), float("inf"))
-        if not low <= level <= high:
-            raise ConfigError(key, f"level {level} of '{self.name}' outside [{low}, {high}]")
+            return None
+        if raw is None:
+            raise ConfigError(key, f"method '{self.name}' needs levels ({self.level.describe})")
+        return self.level.parse(raw, key)
+
+    def resolve_params(self, given: dict[str, Any] | None, key: str) -> dict[str, Any]:
+        given = dict(given or {})
+        for name in sorted(set(given) - set(self.params)):
+            known = ", ".join(sorted(self.params)) or "none"
+            raise ConfigError(f"{key}.{name}", f"method '{self.name}' has no parameter {name!r} (parameters: {known})")
+        return {**self.params, **given}
 
 
 METHODS: dict[str, Method] = {}
@@ -58,71 +163,163 @@ def get(name: str, key: str = "compression") -> Method:
     return METHODS[name]
 
 
+FAMILY_MODULES = ("baseline", "quantization", "pruning", "sparsity", "structured", "downsampling", "depth", "distillation")
+
+
 def _load_builtin_methods() -> None:
-    # Importing the family modules registers their methods.
-    from . import baseline, pruning, quantization  # noqa: F401
+    # Importing a family module registers its methods; torch is imported lazily inside them.
+    import importlib
+
+    for module in FAMILY_MODULES:
+        try:
+            importlib.import_module(f"{__package__}.{module}")
+        except ModuleNotFoundError as err:
+            if err.name != f"{__package__}.{module}":
+                raise
+
+
+# ----------------------------------------------------------------------------------------------
+# Variants
+
+
+def _frozen(params: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in params.items()))
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    method: str
+    level: Level | None = None
+    params: tuple[tuple[str, Any], ...] = ()  # resolved: defaults filled in
+
+    @property
+    def id(self) -> str:
+        return self.method if self.level is None else f"{self.method}~{level_token(self.level)}"
+
+    @property
+    def param_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.params}
+
+
+@dataclasses.dataclass(frozen=True)
+class Recovery:
+    """Fine-tuning after the steps are prepared (masks and fake quantizers stay in place)."""
+
+    steps: int
+    learning_rate: float | None = None  # None: a tenth of config.finetune.learning_rate
+    warmup_steps: int | None = None  # None: a tenth of the steps
+
+    @property
+    def token(self) -> str:
+        return f"ft{self.steps}"
 
 
 @dataclasses.dataclass(frozen=True)
 class Variant:
-    """One compressed model: a method at a level, with the method's extra parameters."""
+    """One compressed model: steps applied in order, optionally with recovery fine-tuning."""
 
-    method: str
-    level: float | None = None
-    params: tuple[tuple[str, Any], ...] = ()
+    steps: tuple[Step, ...]
+    recovery: Recovery | None = None
+
+    @classmethod
+    def of(cls, method: str, level: Level | None = None, params: dict[str, Any] | None = None,
+           recovery_steps: int = 0) -> "Variant":
+        """A one-step variant with the method's default parameters filled in (tests, benchmarks)."""
+        resolved = get(method).resolve_params(params, "compression")
+        return cls((Step(method, level, _frozen(resolved)),), Recovery(recovery_steps) if recovery_steps else None)
 
     @property
     def id(self) -> str:
-        return self.method if self.level is None else f"{self.method}~{self.level:g}"
+        return "+".join([s.id for s in self.steps] + ([self.recovery.token] if self.recovery else []))
+
+    @property
+    def method(self) -> str:
+        return "+".join(s.method for s in self.steps)
+
+    @property
+    def level(self) -> Level | None:
+        """The first level in the chain: what a figure's x axis shows."""
+        return next((s.level for s in self.steps if s.level is not None), None)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "steps": [{"method": s.method, "level": s.level, "params": s.param_dict} for s in self.steps],
+            "recovery": dataclasses.asdict(self.recovery) if self.recovery else None,
+        }
 
     @classmethod
-    def parse(cls, variant_id: str) -> "Variant":
-        method, _, level = variant_id.partition("~")
-        return cls(method, float(level) if level else None)
+    def from_json(cls, data: dict[str, Any]) -> "Variant":
+        steps = tuple(Step(s["method"], s["level"], _frozen(s["params"])) for s in data["steps"])
+        return cls(steps, Recovery(**data["recovery"]) if data.get("recovery") else None)
+
+    @property
+    def needs_training_data(self) -> bool:
+        return self.recovery is not None or any(get(s.method).needs_data for s in self.steps)
 
 
-# Methods the paper configurations name that are not built yet: the DAG skips them and says so.
-PLANNED: dict[str, str] = {
-    "fp16": "half-precision weights (E1)",
-    "prune_int8": "L1 pruning followed by dynamic int8 (E1)",
-    "structured_pruning": "HJ-Pruning of CNN channels, heads and FFN units (E2)",
-    "dphubert": "joint distillation and structured pruning (E2b)",
-    "qat_int": "weight-only per-channel quantization-aware fine-tuning (E3)",
-    "nm_sparsity": "N:M sparsity-aware fine-tuning (E3)",
-    "downsampling": "signal downsampling / pooling / strided convolution (E4)",
-    "layer_removal": "removing the top transformer layers (E4)",
-    "layerdrop": "LayerDrop fine-tuning (E4)",
-    "distillation": "teacher-student distillation (E5)",
-}
+def _step(entry: dict[str, Any], level: Any, key: str) -> Step:
+    method = get(entry.get("method", ""), f"{key}.method")
+    parsed = method.parse_level(level, f"{key}.levels")
+    params = method.resolve_params(entry.get("params"), f"{key}.params")
+    if method.check is not None:
+        method.check(parsed, params, key)
+    return Step(method.name, parsed, _frozen(params))
 
 
-def variants_from_config(entries: list[dict[str, Any]]) -> tuple[list[Variant], list[str]]:
-    """Expand ``config.compression`` (a list of ``{method, levels?, params?}``) into variants.
+def _recovery(entry: dict[str, Any] | None, key: str) -> Recovery | None:
+    if not entry:
+        return None
+    unknown = sorted(set(entry) - {"steps", "learning_rate", "warmup_steps"})
+    if unknown:
+        raise ConfigError(f"{key}.{unknown[0]}", "unknown key (recovery takes steps, learning_rate, warmup_steps)")
+    steps = entry.get("steps")
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise ConfigError(f"{key}.steps", f"must be a whole number >= 1, got {steps!r}")
+    return Recovery(steps, entry.get("learning_rate"), entry.get("warmup_steps"))
 
-    Returns the variants to build and a description of each planned (not yet built) entry, skipped.
+
+def _check_chain(steps: tuple[Step, ...], recovery: Recovery | None, key: str) -> None:
+    methods = [get(s.method) for s in steps]
+    for position, method in enumerate(methods[:-1]):
+        if method.training == "never":
+            raise ConfigError(f"{key}.then", f"'{method.name}' converts the model for deployment and must be the "
+                                             "last step of a chain")
+    trained_by_itself = [m.name for m in methods if m.train is not None]
+    if len(trained_by_itself) > 1:
+        raise ConfigError(key, f"{', '.join(trained_by_itself)} each bring their own training: chain at most one")
+    needs = [m.name for m in methods if m.training == "required" and m.train is None]
+    if needs and recovery is None:
+        raise ConfigError(f"{key}.recovery", f"'{needs[0]}' only makes sense with training: give recovery.steps")
+    if recovery is not None and all(m.training == "never" for m in methods):
+        raise ConfigError(f"{key}.recovery", f"{'+'.join(m.name for m in methods)} has nothing to train")
+
+
+def variants_from_config(entries: list[dict[str, Any]]) -> list[Variant]:
+    """Expand ``config.compression`` into variants.
+
+    Each entry is ``{method, levels?, params?, then?, recovery?}``; ``then`` is a list of further
+    ``{method, level?, params?}`` steps applied after every level of the first one.
     """
     if not entries:
         raise ConfigError("compression", "the variant list is empty; give at least {method: none}")
     variants: list[Variant] = []
-    planned: list[str] = []
     for index, entry in enumerate(entries):
         key = f"compression[{index}]"
-        name = entry.get("method", "")
-        if name in PLANNED and (_load_builtin_methods() or name not in METHODS):
-            planned.append(f"{key}: {name} ({PLANNED[name]})")
-            continue
-        method = get(name, f"{key}.method")
-        params = tuple(sorted((entry.get("params") or {}).items()))
+        method = get(entry.get("method", ""), f"{key}.method")
         levels = entry.get("levels")
-        if method.takes_level and not levels:
-            raise ConfigError(f"{key}.levels", f"method '{method.name}' needs a non-empty list of levels")
+        if method.level is not None and not levels:
+            raise ConfigError(f"{key}.levels", f"method '{method.name}' needs a non-empty list of levels "
+                                               f"({method.level.describe})")
+        tail = tuple(
+            _step(then, then.get("level"), f"{key}.then[{i}]") for i, then in enumerate(entry.get("then") or [])
+        )
+        recovery = _recovery(entry.get("recovery"), f"{key}.recovery")
         for level in levels or [None]:
-            method.check_level(None if level is None else float(level), f"{key}.levels")
-            variants.append(Variant(method.name, None if level is None else float(level), params))
+            steps = (_step(entry, level, key), *tail)
+            _check_chain(steps, recovery, key)
+            variants.append(Variant(steps, recovery))
     ids = [v.id for v in variants]
     repeated = sorted({i for i in ids if ids.count(i) > 1})
     if repeated:
         raise ConfigError("compression", f"variants listed twice: {', '.join(repeated)}")
-    if not variants:
-        raise ConfigError("compression", "every listed method is planned, none is built yet; add {method: none}")
-    return variants, planned
+    return variants

@@ -1,4 +1,9 @@
-"""Making, saving and loading variants, whatever their method's storage."""
+"""Making, saving, loading and costing variants, whatever their methods.
+
+Every variant model keeps the CTC interface decoding relies on: ``model(input_values=...,
+attention_mask=...)`` returns an object with ``.logits`` (batch, frames, vocab), and
+``model._get_feat_extract_output_lengths(samples)`` gives the frame count per utterance.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,11 @@ from typing import Any
 
 import torch
 
-from ..cost import count_parameters, directory_bytes
+from ..decoding import model_dtype
+from ..cost import count_parameters, directory_bytes, measure_cost, packed_bytes
 from ..io import atomic_directory, read_json, write_json
 from ..models import load_pretrained_dir, save_model_dir
+from .context import CompressionContext
 from .registry import Variant, get
 
 log = logging.getLogger(__name__)
@@ -21,46 +28,124 @@ CARD = "card.json"
 STATE_DICT = "compressed_state_dict.pt"
 
 
-def compress(baseline_dir: str | os.PathLike[str], variant: Variant, out_dir: str | os.PathLike[str], seed: int = 0) -> dict[str, Any]:
-    """Apply ``variant`` to the baseline and write the variant folder with its card.
+def _needs_restructure(variant: Variant) -> bool:
+    return any(get(s.method).restructure is not None for s in variant.steps)
+
+
+def build_variant_model(
+    baseline_dir: str | os.PathLike[str], variant: Variant, context: CompressionContext
+) -> tuple[torch.nn.Module, list[dict[str, Any]]]:
+    """The compressed model in memory and each step's metadata: prepare, train, finalize."""
+    model, _ = load_pretrained_dir(baseline_dir)
+    model.eval()
+    metas: list[dict[str, Any]] = []
+    for step in variant.steps:
+        context.meta = {}
+        model = get(step.method).prepare(model, step.level, step.param_dict, context)
+        metas.append(context.meta)
+    trainers = [(i, get(s.method)) for i, s in enumerate(variant.steps) if get(s.method).train is not None]
+    if trainers:
+        index, method = trainers[0]
+        context.meta = metas[index]
+        model = method.train(model, context, variant.recovery)
+    elif variant.recovery is not None:
+        context.fine_tune(model, variant.recovery)
+    for step, meta in zip(variant.steps, metas):
+        context.meta = meta
+        model = get(step.method).finalize(model.eval(), step.level, step.param_dict, context)
+    return model.eval(), metas
+
+
+def compress(
+    baseline_dir: str | os.PathLike[str],
+    variant: Variant,
+    out_dir: str | os.PathLike[str],
+    seed: int = 0,
+    *,
+    sample_rate: int = 16000,
+    training: dict[str, Any] | None = None,
+    train_manifest: str | None = None,
+    dev_manifest: str | None = None,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+    threads: int = 0,
+    cost_seconds: float = 10.0,
+    cost_repeats: int = 3,
+) -> dict[str, Any]:
+    """Make ``variant`` from the baseline and write its folder with a card of measured costs.
 
     The folder is assembled beside ``out_dir`` and renamed into place, so a killed job never
-    leaves a variant that looks complete.
+    leaves a variant that looks complete. The cost is measured on the model as loaded back from
+    that folder, which is what decoding runs.
     """
     torch.manual_seed(seed)
-    method = get(variant.method)
-    model, processor = load_pretrained_dir(baseline_dir)
-    before = count_parameters(model)
+    if threads:
+        torch.set_num_threads(threads)
+    baseline_dir = Path(baseline_dir)
+    _, processor = load_pretrained_dir(baseline_dir)
+    before = count_parameters(load_pretrained_dir(baseline_dir)[0])
+    context = CompressionContext(
+        processor=processor, sample_rate=sample_rate, seed=seed, baseline_dir=baseline_dir, training=dict(training or {}),
+        train_manifest=train_manifest, dev_manifest=dev_manifest,
+        checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir else None, threads=threads,
+    )
     started = time.time()
-    model = method.apply(model.eval(), variant.level, dict(variant.params))
+    model, metas = build_variant_model(baseline_dir, variant, context)
     seconds = time.time() - started
+    cpu_only = any(get(s.method).cpu_only for s in variant.steps)
     with atomic_directory(out_dir) as staging:
-        if method.storage == "pretrained":
+        storage = "state_dict" if _needs_restructure(variant) else "pretrained"
+        if storage == "pretrained":
             save_model_dir(model, processor, staging)
         else:
-            # Config and processor from the baseline; weights in the method's own layout.
+            # The baseline's config and processor; weights in the variant's own layout.
             processor.save_pretrained(str(staging))
-            model.config.save_pretrained(str(staging))
+            load_pretrained_dir(baseline_dir)[0].config.save_pretrained(str(staging))
             torch.save(model.state_dict(), staging / STATE_DICT)
-        after = count_parameters(model)
-        card = {
+        card: dict[str, Any] = {
             "variant": variant.id,
             "method": variant.method,
             "level": variant.level,
-            "params": dict(variant.params),
-            "storage": method.storage,
-            "cpu_only": method.cpu_only,
-            "parameters": after.parameters,
-            "nonzero_parameters": after.nonzero,
-            "sparsity": round(after.sparsity, 6),
+            "recipe": variant.to_json(),
+            "steps_meta": metas,
+            "storage": storage,
+            "cpu_only": cpu_only,
             "baseline_parameters": before.parameters,
-            "bytes_on_disk": directory_bytes(staging),
             "compress_seconds": round(seconds, 3),
+            "training": context.results,
         }
-        card["size_mb"] = round(card["bytes_on_disk"] / 1e6, 4)
         write_json(staging / CARD, card)
-    log.info("variant %s: %d parameters, %d non-zero, %.2f MB", variant.id, after.parameters, after.nonzero, card["size_mb"])
+        loaded, _, _ = load_variant(staging)
+        _check_round_trip(model, loaded, variant.id)
+        counts = count_parameters(loaded)
+        card.update(
+            parameters=counts.parameters,
+            nonzero_parameters=counts.nonzero,
+            sparsity=round(counts.sparsity, 6),
+            bytes_on_disk=directory_bytes(staging),
+            packed_bytes=packed_bytes(loaded, metas),
+            **measure_cost(loaded, sample_rate, seconds=cost_seconds, threads=threads or torch.get_num_threads(),
+                           repeats=cost_repeats, cpu_only=cpu_only),
+        )
+        card["size_mb"] = round(card["bytes_on_disk"] / 1e6, 4)
+        card["packed_mb"] = round(card["packed_bytes"] / 1e6, 4)
+        write_json(staging / CARD, card)
+    log.info("variant %s: %d parameters (%d non-zero), %.2f MB on disk, %.2f MB packed, %.3f GMACs/s, CPU RTF %.4f",
+             variant.id, card["parameters"], card["nonzero_parameters"], card["size_mb"], card["packed_mb"],
+             card["gmacs_per_audio_s"], card["cpu_rtf"])
     return card
+
+
+@torch.inference_mode()
+def _check_round_trip(built: torch.nn.Module, loaded: torch.nn.Module, variant_id: str) -> None:
+    """The saved variant must compute what the built one does: a silent mismatch would corrupt every WER."""
+    generator = torch.Generator().manual_seed(0)
+    audio = torch.randn(1, 16000, generator=generator)
+    dtype = model_dtype(built)
+    a = built.cpu()(input_values=audio.to(dtype)).logits.float()
+    b = loaded.cpu()(input_values=audio.to(dtype)).logits.float()
+    if a.shape != b.shape or not torch.allclose(a, b, atol=1e-3, rtol=1e-3):
+        raise RuntimeError(f"variant {variant_id}: the saved model does not reproduce the built one "
+                           f"(max difference {(a - b).abs().max() if a.shape == b.shape else 'shape'})")
 
 
 def load_variant(variant_dir: str | os.PathLike[str]):
@@ -69,12 +154,17 @@ def load_variant(variant_dir: str | os.PathLike[str]):
 
     variant_dir = Path(variant_dir)
     card = read_json(variant_dir / CARD)
-    method = get(card["method"])
-    if method.storage == "pretrained":
+    if card["storage"] == "pretrained":
         model, processor = load_pretrained_dir(variant_dir)
-    else:
-        processor = Wav2Vec2Processor.from_pretrained(str(variant_dir))
-        model = AutoModelForCTC.from_config(AutoConfig.from_pretrained(str(variant_dir)))
-        model = method.restructure(model.eval(), card["level"], card["params"])
-        model.load_state_dict(torch.load(variant_dir / STATE_DICT, map_location="cpu", weights_only=False))
+        return model.eval(), processor, card
+    processor = Wav2Vec2Processor.from_pretrained(str(variant_dir))
+    model = AutoModelForCTC.from_config(AutoConfig.from_pretrained(str(variant_dir))).eval()
+    variant = Variant.from_json(card["recipe"])
+    for step, meta in zip(variant.steps, card["steps_meta"]):
+        restructure = get(step.method).restructure
+        if restructure is not None:
+            model = restructure(model, step.level, step.param_dict, meta)
+    # Our own file: quantized modules pickle packed parameters that weights_only refuses.
+    state = torch.load(variant_dir / STATE_DICT, map_location="cpu", weights_only=False)
+    model.load_state_dict(state, strict=True)
     return model.eval(), processor, card
