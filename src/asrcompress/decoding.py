@@ -115,8 +115,10 @@ def decode_test_set(
         torch.set_num_threads(threads)
     from .compression.store import load_variant  # the store imports the training loop, which imports this module
 
-    model, processor, card = load_variant(variant_dir)
-    device = pick_device(card.get("cpu_only", False))
+    from .io import read_json
+
+    device = pick_device(read_json(f"{variant_dir}/card.json").get("cpu_only", False))
+    model, processor, card = load_variant(variant_dir, device)
     utterances = read_manifest(condition_manifest)
     waves = [read_audio(resolve_audio(u, condition_manifest), sample_rate) for u in utterances]
     hypotheses, wall = transcribe(model, processor, waves, sample_rate, batch_seconds, device)

@@ -128,6 +128,7 @@ class Method:
     needs_data: bool = False  # reads training utterances even without recovery (calibration)
     cpu_only: bool = False  # its kernels exist on the CPU only
     check: Callable[[Any, dict, str], None] | None = None  # extra config checks (level with params)
+    accelerate: Restructure | None = None  # swaps in GPU kernels (torchao, semi-structured sparse) on CUDA
 
     def parse_level(self, raw: Any, key: str) -> Level | None:
         if self.level is None:
@@ -191,10 +192,12 @@ class Step:
     method: str
     level: Level | None = None
     params: tuple[tuple[str, Any], ...] = ()  # resolved: defaults filled in
+    name: str | None = None  # the config's ``name``: tells apart entries of one method with other params
 
     @property
     def id(self) -> str:
-        return self.method if self.level is None else f"{self.method}~{level_token(self.level)}"
+        base = self.name or self.method
+        return base if self.level is None else f"{base}~{level_token(self.level)}"
 
     @property
     def param_dict(self) -> dict[str, Any]:
@@ -243,13 +246,13 @@ class Variant:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "steps": [{"method": s.method, "level": s.level, "params": s.param_dict} for s in self.steps],
+            "steps": [{"method": s.method, "level": s.level, "params": s.param_dict, "name": s.name} for s in self.steps],
             "recovery": dataclasses.asdict(self.recovery) if self.recovery else None,
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Variant":
-        steps = tuple(Step(s["method"], s["level"], _frozen(s["params"])) for s in data["steps"])
+        steps = tuple(Step(s["method"], s["level"], _frozen(s["params"]), s.get("name")) for s in data["steps"])
         return cls(steps, Recovery(**data["recovery"]) if data.get("recovery") else None)
 
     @property
@@ -263,7 +266,10 @@ def _step(entry: dict[str, Any], level: Any, key: str) -> Step:
     params = method.resolve_params(entry.get("params"), f"{key}.params")
     if method.check is not None:
         method.check(parsed, params, key)
-    return Step(method.name, parsed, _frozen(params))
+    name = entry.get("name")
+    if name is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", str(name)):
+        raise ConfigError(f"{key}.name", f"{name!r}: use letters, digits, '_', '.', '-' (it names files)")
+    return Step(method.name, parsed, _frozen(params), name)
 
 
 def _recovery(entry: dict[str, Any] | None, key: str) -> Recovery | None:
@@ -297,8 +303,9 @@ def _check_chain(steps: tuple[Step, ...], recovery: Recovery | None, key: str) -
 def variants_from_config(entries: list[dict[str, Any]]) -> list[Variant]:
     """Expand ``config.compression`` into variants.
 
-    Each entry is ``{method, levels?, params?, then?, recovery?}``; ``then`` is a list of further
-    ``{method, level?, params?}`` steps applied after every level of the first one.
+    Each entry is ``{method, name?, levels?, params?, then?, recovery?}``; ``then`` is a list of
+    further ``{method, level?, params?}`` steps applied after every level of the first one; ``name``
+    replaces the method name in the variant id.
     """
     if not entries:
         raise ConfigError("compression", "the variant list is empty; give at least {method: none}")
@@ -321,5 +328,6 @@ def variants_from_config(entries: list[dict[str, Any]]) -> list[Variant]:
     ids = [v.id for v in variants]
     repeated = sorted({i for i in ids if ids.count(i) > 1})
     if repeated:
-        raise ConfigError("compression", f"variants listed twice: {', '.join(repeated)}")
+        raise ConfigError("compression", f"variants listed twice: {', '.join(repeated)} (entries of one method with "
+                                         "different params need distinct `name`s)")
     return variants

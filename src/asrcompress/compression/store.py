@@ -148,8 +148,23 @@ def _check_round_trip(built: torch.nn.Module, loaded: torch.nn.Module, variant_i
                            f"(max difference {(a - b).abs().max() if a.shape == b.shape else 'shape'})")
 
 
-def load_variant(variant_dir: str | os.PathLike[str]):
-    """(model, processor, card) of a variant folder written by :func:`compress`."""
+def load_variant(variant_dir: str | os.PathLike[str], device: torch.device | str | None = None):
+    """(model, processor, card) of a variant folder written by :func:`compress`.
+
+    On a CUDA ``device`` the model is moved there and each step's ``accelerate`` swaps in GPU kernels.
+    """
+    model, processor, card = _load_cpu(variant_dir)
+    if device is not None and torch.device(device).type == "cuda":
+        model = model.to(device)
+        variant = Variant.from_json(card["recipe"])
+        for step, meta in zip(variant.steps, card["steps_meta"]):
+            accelerate = get(step.method).accelerate
+            if accelerate is not None:
+                model = accelerate(model, step.level, step.param_dict, meta)
+    return model.eval(), processor, card
+
+
+def _load_cpu(variant_dir: str | os.PathLike[str]):
     from transformers import AutoConfig, AutoModelForCTC, Wav2Vec2Processor
 
     variant_dir = Path(variant_dir)
