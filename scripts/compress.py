@@ -3,6 +3,18 @@ from asrcompress.compression.registry import Variant
 from asrcompress.compression.store import compress
 
 logs.to_file(snakemake.log[0])
-v = snakemake.params.variant
-variant = Variant(v["method"], v["level"], tuple(sorted(v["params"].items())))
-compress(snakemake.input.baseline, variant, snakemake.output[0], seed=snakemake.params.seed)
+inputs, p = snakemake.input, snakemake.params
+compress(
+    inputs.baseline,
+    Variant.from_json(p.recipe),
+    snakemake.output[0],
+    seed=p.seed,
+    sample_rate=p.sample_rate,
+    training=p.training,
+    train_manifest=f"{inputs.train}/manifest.jsonl" if "train" in inputs.keys() else None,
+    dev_manifest=f"{inputs.dev}/manifest.jsonl" if "dev" in inputs.keys() else None,
+    checkpoint_dir=p.checkpoints,
+    threads=snakemake.threads,
+    cost_seconds=p.cost["seconds"],
+    cost_repeats=p.cost["repeats"],
+)

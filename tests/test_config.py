@@ -72,3 +72,20 @@ def test_workflow_asks_for_every_registered_figure():
 
     listed = re.search(r"^FIGURES = \[(.*)\]$", (REPO / "workflow" / "common.smk").read_text(), re.M).group(1)
     assert [name.strip().strip('"') for name in listed.split(",")] == list(FIGURES)
+
+
+def test_methods_demo_shares_the_demo_data_and_model_and_covers_every_method():
+    """config/demo_methods.yaml reuses what `make demo` built: any drift would retrain the baseline."""
+    import yaml
+
+    from asrcompress.compression.registry import METHODS
+    from asrcompress.config import build_grid, check_schema
+
+    demo = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    methods = yaml.safe_load((REPO / "config" / "demo_methods.yaml").read_text())
+    for key in ("seed", "sample_rate", "on_bad_audio", "corpus", "banks", "models", "finetune"):
+        assert methods[key] == demo[key], key
+    check_schema(methods, REPO / "workflow" / "schemas" / "config.schema.yaml")
+    grid = build_grid(methods)
+    assert {step.method for variant in grid.variants for step in variant.steps} == set(METHODS)
+    assert methods["report"]["name"] and not demo.get("report", {}).get("name")

@@ -19,8 +19,6 @@ validate(config, "schemas/config.schema.yaml")  # fills the schema's defaults
 NEEDS_CATALOG = config["corpus"]["kind"] == "catalog" or bool(config["banks"].get("corpora"))
 CATALOG = load_catalog(config["catalog"]) if NEEDS_CATALOG else None
 GRID = build_grid(config, CATALOG)
-for planned in GRID.planned:
-    print(f"asrcompress: skipping planned variant {planned}: not built yet", file=sys.stderr)
 
 CONDITION_RE = r"clean|noise/[^/]+/[^/]+|reverb/[^/]+|noise\+reverb/[^/]+/[^/]+/[^/]+|random/[^/]+"
 
@@ -33,7 +31,7 @@ def one_of(names):
 wildcard_constraints:
     split="train|dev|test",
     model=r"[A-Za-z0-9_.-]+",
-    variant=r"[A-Za-z0-9_.~-]+",
+    variant=r"[A-Za-z0-9_.~+-]+",
     condition=CONDITION_RE,
     noise="white|pink|brown|babble",
     rt60=r"[0-9.]+",
@@ -46,7 +44,7 @@ wildcard_constraints:
 
 
 # The keys of asrcompress.plots.FIGURES, not imported: matplotlib would slow every dry run.
-FIGURES = ["wer_vs_snr", "wer_per_condition", "wer_vs_sparsity", "wer_vs_size"]
+FIGURES = ["wer_vs_snr", "wer_per_condition", "wer_vs_sparsity", "wer_vs_size", "wer_vs_latency"]
 
 
 def cells():
@@ -54,9 +52,17 @@ def cells():
     return [(m, v.id, c.id) for m in GRID.models for v in GRID.variants for c in GRID.conditions]
 
 
+# report.name keeps the tables and figures of several experiments on one results/ tree apart
+# (variants, conditions and the fine-tuned models they share are built once).
+REPORT_NAME = config["report"]["name"]
+TABLE = "/".join(filter(None, ["results/tables", REPORT_NAME, "wer.csv"]))
+FIGURE_DIR = "/".join(filter(None, ["results/figures", REPORT_NAME]))
+REPORT_LOGS = "/".join(filter(None, ["report", REPORT_NAME]))
+
+
 def final_outputs():
     galleries = [f"results/gallery/{c.id}" for c in GRID.conditions] if config["report"]["gallery_examples"] else []
-    return ["results/tables/wer.csv", *expand("results/figures/{figure}.png", figure=FIGURES), *galleries]
+    return [TABLE, *expand("{dir}/{figure}.png", dir=FIGURE_DIR, figure=FIGURES), *galleries]
 
 
 def demo_split_params(wildcards):
@@ -158,12 +164,32 @@ def corpus_bank_params(wildcards):
             "sample_rate": config["sample_rate"]}
 
 
-def variant_params(wildcards):
-    """The config entry that made this variant (method, level, method parameters)."""
+def variant_of(wildcards):
     for variant in GRID.variants:
         if variant.id == wildcards.variant:
-            return {"method": variant.method, "level": variant.level, "params": dict(variant.params)}
+            return variant
     raise ValueError(f"variant {wildcards.variant!r} is not in config.compression")
+
+
+def variant_params(wildcards):
+    """The recipe that makes this variant: steps with their resolved parameters, and recovery."""
+    return variant_of(wildcards).to_json()
+
+
+def variant_training(wildcards):
+    """The base training recipe, only for variants that train (so editing it rebuilds only those)."""
+    return config["finetune"] if variant_of(wildcards).needs_training_data else {}
+
+
+def compress_inputs(wildcards):
+    """The training split only for variants that calibrate or fine-tune."""
+    variant = variant_of(wildcards)
+    inputs = {"baseline": f"results/models/{wildcards.model}/baseline"}
+    if variant.needs_training_data:
+        inputs["train"] = "results/data/train"
+    if variant.trains:
+        inputs["dev"] = "results/data/dev"
+    return inputs
 
 
 def aggregate_inputs(wildcards):

@@ -2,14 +2,22 @@
 
 
 rule compress:
-    """Apply one compression method at one level; writes the variant folder and its card."""
+    """Apply one chain of compression steps (with recovery fine-tuning when configured); writes the
+    variant folder and its card with measured cost (size, GMACs, CPU latency on a fixed input)."""
     input:
-        baseline="results/models/{model}/baseline",
+        unpack(compress_inputs),
     output:
         directory("results/variants/{model}/{variant}"),
     params:
-        variant=variant_params,
+        recipe=variant_params,
+        training=variant_training,
+        cost=config["cost"],
+        sample_rate=config["sample_rate"],
         seed=config["seed"],
+        checkpoints="results/checkpoints/{model}/{variant}",
+    threads: config["cost"]["threads"]
+    resources:
+        mem_mb=4000,
     conda:
         "../envs/asrcompress.yaml"
     log:

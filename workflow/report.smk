@@ -13,7 +13,7 @@ rule aggregate:
         unpack(aggregate_inputs),
     output:
         report(
-            "results/tables/wer.csv",
+            TABLE,
             caption="report/wer_table.rst",
             category="Tables",
         ),
@@ -22,9 +22,9 @@ rule aggregate:
     conda:
         "../envs/asrcompress.yaml"
     log:
-        "logs/report/aggregate.log",
+        f"logs/{REPORT_LOGS}/aggregate.log",
     benchmark:
-        "benchmarks/report/aggregate.tsv"
+        f"benchmarks/{REPORT_LOGS}/aggregate.tsv"
     script:
         "../scripts/aggregate.py"
 
@@ -32,19 +32,19 @@ rule aggregate:
 rule plot:
     """One seaborn figure from the table."""
     input:
-        table="results/tables/wer.csv",
+        table=TABLE,
     output:
         report(
-            "results/figures/{figure}.png",
+            f"{FIGURE_DIR}/{{figure}}.png",
             caption="report/figure.rst",
             category="Figures",
         ),
     conda:
         "../envs/asrcompress.yaml"
     log:
-        "logs/report/plot_{figure}.log",
+        f"logs/{REPORT_LOGS}/plot_{{figure}}.log",
     benchmark:
-        "benchmarks/report/plot_{figure}.tsv"
+        f"benchmarks/{REPORT_LOGS}/plot_{{figure}}.tsv"
     script:
         "../scripts/plot.py"
 

@@ -72,7 +72,6 @@ class Grid:
     conditions: list[Condition]
     splits: dict[str, list[Subset]] = dataclasses.field(default_factory=dict)  # catalog corpora only
     corpus_banks: dict[str, CorpusBank] = dataclasses.field(default_factory=dict)
-    planned: list[str] = dataclasses.field(default_factory=list)  # variants in the config not built yet
 
     @property
     def archives(self) -> list[Archive]:
@@ -165,7 +164,7 @@ def build_grid(config: dict[str, Any], catalog: Catalog | None = None) -> Grid:
     models = list(config["models"])
     for name, entry in config["models"].items():
         ModelSpec.from_config(name, entry)
-    variants, planned = variants_from_config(config["compression"])
+    variants = variants_from_config(config["compression"])
     conditions = conditions_from_config(config["conditions"])
     banks = _corpus_banks((config.get("banks") or {}).get("corpora"), catalog)
     _check_bank_names(conditions, config, banks)
@@ -175,7 +174,7 @@ def build_grid(config: dict[str, Any], catalog: Catalog | None = None) -> Grid:
     if fine_tuned and splits and not {"train", "dev"} <= set(splits):
         raise ConfigError("corpus.splits", f"models {', '.join(fine_tuned)} are fine-tuned: give train and dev subsets "
                                            "(or set models.<name>.finetune: false)")
-    return Grid(models, variants, conditions, splits, banks, planned)
+    return Grid(models, variants, conditions, splits, banks)
 
 
 def load_config(path: str | Path, schema_path: str | Path) -> tuple[dict[str, Any], Grid]:

@@ -1,13 +1,18 @@
-"""What a model costs: parameters, non-zeros, bytes on disk."""
+"""What a model costs: parameters, non-zeros, bytes on disk and packed, MACs and latency per audio second."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import math
 import os
+import statistics
+import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 
 def _tensors(value: Any) -> Iterator[torch.Tensor]:
@@ -49,17 +54,274 @@ def directory_bytes(path: str | os.PathLike[str], exclude: tuple[str, ...] = ("c
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file() and f.name not in exclude)
 
 
+# ----------------------------------------------------------------------------------------------
+# Packed size: the bytes a deployment format would hold, given what each compression step recorded.
+
+QPARAM_BITS = 32 + 8  # per tensor or channel of a torch quantized tensor: fp32 scale + int8 zero point (ONNX layout)
+DEFAULT_SCALE_BITS = 16  # one fp16 scale per output channel for weights a step stores at fewer bits (QAT)
+_PACKED_SUFFIX = "_packed_params._packed_params"  # quantized Linear: (weight, bias) under one key
+
+
+@dataclasses.dataclass(frozen=True)
+class PackedLayout:
+    """How one weight is stored: bits per kept value (None: its dtype's), its scales, its N:M pattern."""
+
+    value_bits: int | None = None
+    scale_bits: int = DEFAULT_SCALE_BITS
+    nm: tuple[int, int] | None = None
+
+
+def _is_activation_qparam(model: torch.nn.Module, key: str) -> bool:
+    """The output scale and zero point torch's quantized layers keep (unused by dynamic ones)."""
+    module, _, name = key.rpartition(".")
+    if name not in ("scale", "zero_point"):
+        return False
+    owner = model.get_submodule(module) if module else model
+    return type(owner).__module__.startswith("torch.ao.nn.quantized")
+
+
+def _named_tensors(model: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
+    """State-dict tensors under the names step metas use: a quantized Linear's packed pair becomes
+    ``<module>.weight`` and ``<module>.bias``, as before quantization."""
+    for key, value in model.state_dict(keep_vars=True).items():
+        if _is_activation_qparam(model, key):
+            continue
+        if key.endswith(_PACKED_SUFFIX) and isinstance(value, (tuple, list)):
+            prefix = key[: -len(_PACKED_SUFFIX)]
+            yield from ((prefix + name, t) for name, t in zip(("weight", "bias"), value) if isinstance(t, torch.Tensor))
+        else:
+            yield from ((key, tensor) for tensor in _tensors(value))
+
+
+def _resolve(key: str, names: set[str]) -> str:
+    """The tensor a step's key names. A later step may wrap the model (downsampling holds it as ``model``),
+    so a key recorded before is found as the one name ending in ``.<key>``. A key naming no tensor is an
+    error: the saving it records would silently go uncounted."""
+    if key in names:
+        return key
+    matches = [name for name in names if name.endswith("." + key)]
+    if len(matches) != 1:
+        raise ValueError(f"step metadata names weight {key!r}, which the model "
+                         f"{'has several of' if matches else 'does not have'}")
+    return matches[0]
+
+
+def _layouts(steps_meta: list[dict[str, Any]], names: set[str]) -> dict[str, PackedLayout]:
+    """Per weight, what the steps recorded (``weight_bits``, ``scale_bits``, ``nm_pattern``)."""
+    from .compression.registry import nm_pattern
+
+    layouts: dict[str, PackedLayout] = {}
+    for index, meta in enumerate(steps_meta):
+        scale_bits = int(meta.get("scale_bits", DEFAULT_SCALE_BITS))
+        for key, bits in (meta.get("weight_bits") or {}).items():
+            name = _resolve(key, names)
+            layouts[name] = dataclasses.replace(layouts.get(name, PackedLayout()), value_bits=int(bits),
+                                                scale_bits=scale_bits)
+        for key, pattern in (meta.get("nm_pattern") or {}).items():
+            n, m = map(int, nm_pattern().parse(pattern, f"steps_meta[{index}].nm_pattern.{key}").split(":"))
+            name = _resolve(key, names)
+            layouts[name] = dataclasses.replace(layouts.get(name, PackedLayout()), nm=(n, m))
+    return layouts
+
+
+def nm_kept_values(shape: tuple[int, ...], n: int, m: int) -> int:
+    """Values an N:M format keeps: N per group of M consecutive inputs of each output row (a short last
+    group keeps at most N)."""
+    rows = shape[0] if shape else 1
+    columns = math.prod(shape) // rows if rows else 0
+    full, rest = divmod(columns, m)
+    return rows * (full * n + min(n, rest))
+
+
+def packed_tensor_bits(tensor: torch.Tensor, layout: PackedLayout = PackedLayout()) -> int:
+    """Bits of one tensor in the deployment format; see :func:`packed_bytes`."""
+    values = tensor.numel()
+    bits = 0
+    if layout.nm is not None:
+        n, m = layout.nm
+        values = nm_kept_values(tuple(tensor.shape), n, m)
+        bits += values * math.ceil(math.log2(m))  # the position of each kept value in its group
+    bits += values * (layout.value_bits or tensor.element_size() * 8)  # qint8: 1 byte, fp16: 2, fp32: 4
+    if layout.value_bits is not None:
+        bits += (tensor.shape[0] if tensor.dim() else 1) * layout.scale_bits
+    elif tensor.is_quantized:
+        per_channel = tensor.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric)
+        bits += (tensor.q_per_channel_scales().numel() if per_channel else 1) * QPARAM_BITS
+    return bits
+
+
 def packed_bytes(model: torch.nn.Module, steps_meta: list[dict[str, Any]]) -> int:
-    """Bytes of the weights in a deployment format (placeholder: dense, at each tensor's dtype)."""
-    total = 0
-    for value in model.state_dict().values():
-        for tensor in _tensors(value):
-            total += tensor.numel() * tensor.element_size()
-    return total
+    """Bytes of the weights in a deployment format, which the card reports beside the bytes on disk.
+
+    * every float tensor at its dtype's bits; torch quantized tensors at 8 bits (32 for qint32) plus an
+      fp32 scale and an int8 zero point per tensor or per channel;
+    * weights a step lists in ``meta["weight_bits"]`` at those bits per value plus one scale of
+      ``meta["scale_bits"]`` (default 16) per output channel (QAT stores floats until deployment);
+    * weights in ``meta["nm_pattern"]`` ("N:M"): only the N kept values per group of M, plus
+      ceil(log2 M) index bits per kept value: NVIDIA's 2:4 convention (2 bits per kept value, 4 per
+      group) generalised. N:M and ``weight_bits`` combine (2:4 at 4 bits: 4 + 2 bits per kept value);
+    * unstructured zeros (magnitude pruning) are stored dense: no sparse format (CSR, bitmask) is
+      counted, so unstructured pruning alone leaves this number unchanged;
+    * each tensor once (tied weights share storage); integer and boolean buffers (position ids, boolean
+      masks) and the activation scale and zero point of torch's quantized layers (5 bytes a layer) are
+      left out. Float buffers count: a finalized variant holds none but its weights.
+    """
+    named = list(_named_tensors(model))
+    layouts = _layouts(steps_meta, {name for name, _ in named})
+    seen: set[tuple[int, torch.dtype, tuple[int, ...]]] = set()
+    total_bits = 0
+    for name, tensor in named:
+        if not (tensor.is_quantized or tensor.is_floating_point()):
+            continue
+        identity = (tensor.data_ptr(), tensor.dtype, tuple(tensor.shape))
+        if identity in seen:
+            continue
+        seen.add(identity)
+        total_bits += math.ceil(packed_tensor_bits(tensor.detach(), layouts.get(name, PackedLayout())) / 8) * 8
+    return total_bits // 8
+
+
+# ----------------------------------------------------------------------------------------------
+# Compute: multiply-accumulates of one forward pass, and its latency.
+
+
+def _sdpa_flops(query_shape, key_shape, value_shape, *_args, out_shape=None, **_kwargs) -> int:
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+# Float attention on the CPU runs through this op, which torch's counter does not know (it knows the CUDA ones).
+_CPU_ATTENTION = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_flops}
+_QUANTIZED_LINEAR = (torch.ao.nn.quantized.Linear,)  # static and dynamic (a subclass) int8 Linear
+_QUANTIZED_CONV = (torch.ao.nn.quantized.Conv1d, torch.ao.nn.quantized.Conv2d, torch.ao.nn.quantized.Conv3d)
+
+
+@dataclasses.dataclass(frozen=True)
+class MacCount:
+    """Multiply-accumulates of one forward pass, by where they come from."""
+
+    dense: int  # float matmuls and convolutions (masked sparse weights included: the dense kernel runs them)
+    attention: int  # fused scaled-dot-product attention: Q K^T and A V (eager attention's bmm land in dense)
+    quantized: int  # int8 Linear/conv kernels, which torch's flop counter does not see
+
+    @property
+    def total(self) -> int:
+        return self.dense + self.attention + self.quantized
+
+
+def _quantized_fan_in(module: torch.nn.Module) -> int | None:
+    """MACs per output value of a quantized layer, or None for any other module."""
+    if isinstance(module, _QUANTIZED_LINEAR):
+        return module.in_features
+    if isinstance(module, _QUANTIZED_CONV):
+        return module.in_channels // module.groups * math.prod(module.kernel_size)
+    return None
+
+
+def count_macs(model: torch.nn.Module, input_values: torch.Tensor) -> MacCount:
+    """MACs of ``model(input_values=...)``: torch's flop counter (flops / 2) for float kernels, plus forward
+    hooks on quantized layers (output values x fan-in), so an int8 model reports the MACs it really runs."""
+    quantized = [0]
+
+    def count(module: torch.nn.Module, _inputs: Any, output: torch.Tensor) -> None:
+        quantized[0] += output.numel() * _quantized_fan_in(module)
+
+    handles = [m.register_forward_hook(count) for m in model.modules() if _quantized_fan_in(m) is not None]
+    try:
+        # no_grad, not inference_mode: weight-norm parametrizations (the positional conv) fail under the
+        # counter's dispatch mode in inference mode.
+        with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=_CPU_ATTENTION) as counter:
+            model(input_values=input_values)
+    finally:
+        for handle in handles:
+            handle.remove()
+    per_op = counter.get_flop_counts().get("Global", {})
+    attention = sum(flops for op, flops in per_op.items() if "attention" in str(op)) // 2
+    return MacCount(dense=counter.get_total_flops() // 2 - attention, attention=attention, quantized=quantized[0])
+
+
+def cost_input(sample_rate: int, seconds: float) -> torch.Tensor:
+    """The fixed input every variant is costed on: seeded white noise, batch of one (cost does not depend
+    on content, only on length)."""
+    return torch.randn(1, round(seconds * sample_rate), generator=torch.Generator().manual_seed(0))
+
+
+def _forward_times_ms(forward: Callable[[], Any], repeats: int, synchronize: Callable[[], None],
+                      warmup: bool) -> list[float]:
+    """Wall time of each of ``repeats`` calls, after one warm-up (allocations, kernel selection, caches)."""
+    times = []
+    with torch.inference_mode():
+        if warmup:
+            forward()
+            synchronize()
+        for _ in range(repeats):
+            started = time.perf_counter()
+            forward()
+            synchronize()
+            times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+def cpu_forward_ms(model: torch.nn.Module, input_values: torch.Tensor, threads: int = 1, repeats: int = 3,
+                   warmup: bool = True) -> list[float]:
+    """Milliseconds of each of ``repeats`` forward passes on the CPU with ``threads`` threads (restored
+    afterwards). Benchmarks interleave single passes of two models with ``warmup=False``."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _forward_times_ms(lambda: model(input_values=input_values), repeats, lambda: None, warmup)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _gpu_forward_ms(model: torch.nn.Module, audio: torch.Tensor, repeats: int,
+                    accelerate: Callable[[torch.nn.Module], torch.nn.Module] | None) -> list[float]:
+    """On a copy, so the caller's model stays on the CPU (the card's other figures are measured there)."""
+    device = torch.device("cuda")
+    copy_on_gpu = copy.deepcopy(model).to(device)
+    if accelerate is not None:
+        copy_on_gpu = accelerate(copy_on_gpu)
+    audio = audio.to(device)
+    try:
+        return _forward_times_ms(lambda: copy_on_gpu(input_values=audio), repeats, torch.cuda.synchronize, True)
+    finally:
+        del copy_on_gpu
+        torch.cuda.empty_cache()
 
 
 def measure_cost(model: torch.nn.Module, sample_rate: int, seconds: float = 10.0, threads: int = 1, repeats: int = 3,
-                 cpu_only: bool = False) -> dict[str, Any]:
-    """Placeholder until the measured version lands."""
-    return {"gmacs_per_audio_s": float("nan"), "cpu_latency_ms": float("nan"), "cpu_rtf": float("nan"),
-            "gpu_latency_ms": None, "cost_input_s": seconds, "cost_threads": threads}
+                 cpu_only: bool = False,
+                 accelerate: Callable[[torch.nn.Module], torch.nn.Module] | None = None) -> dict[str, Any]:
+    """Compute and speed of one forward pass over ``seconds`` of audio, batch of one, on a CPU model.
+
+    ``gmacs_per_audio_s``: MACs of that pass (:func:`count_macs`) / seconds, in GMACs. Pruned weights
+    kept as zeros (unstructured or N:M) still count dense MACs: the dense kernel runs them here.
+    ``cpu_latency_ms``: median of ``repeats`` passes after a warm-up, on ``threads`` threads (restored
+    afterwards); ``cpu_rtf`` = latency / seconds. ``gpu_latency_ms``: the same on CUDA, on a copy of the
+    model, when a GPU is present and the model's kernels are not CPU-only; else None. ``accelerate``, when
+    given, turns that CUDA copy into what decoding runs (the steps' GPU kernels, as ``load_variant`` does
+    on CUDA); without it the GPU figure is the dense float model's. The input is
+    :func:`cost_input` cast to the model's float dtype, as ``transcribe`` does.
+    """
+    if repeats < 1 or threads < 1 or seconds <= 0:
+        raise ValueError(f"measure_cost needs repeats >= 1, threads >= 1, seconds > 0 (got {repeats}, {threads}, "
+                         f"{seconds})")
+    from .decoding import model_dtype
+
+    audio = cost_input(sample_rate, seconds).to(model_dtype(model))
+    was_training = model.training
+    model.eval()
+    try:
+        macs = count_macs(model, audio)
+        cpu_ms = statistics.median(cpu_forward_ms(model, audio, threads, repeats))
+        gpu_ms = None if cpu_only or not torch.cuda.is_available() else statistics.median(
+            _gpu_forward_ms(model, audio, repeats, accelerate))
+    finally:
+        model.train(was_training)
+    return {
+        "gmacs_per_audio_s": macs.total / seconds / 1e9,
+        "cpu_latency_ms": cpu_ms,
+        "cpu_rtf": cpu_ms / 1000 / seconds,
+        "gpu_latency_ms": gpu_ms,
+        "cost_input_s": seconds,
+        "cost_threads": threads,
+    }

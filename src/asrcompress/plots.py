@@ -101,22 +101,30 @@ def wer_vs_sparsity(table: pd.DataFrame, path: str | os.PathLike[str]) -> None:
     _save(fig, path)
 
 
-def wer_vs_size(table: pd.DataFrame, path: str | os.PathLike[str]) -> None:
-    """Clean and mean-over-conditions WER against model size on disk, one point per variant."""
+def wer_vs_cost(table: pd.DataFrame, path: str | os.PathLike[str], column: str, label: str) -> None:
+    """Clean and mean-over-conditions WER against one measured cost column, one point per variant."""
     data = _percent(table)
-    summary = data.groupby(["variant", "size_mb"], as_index=False).agg(mean_wer=("wer", "mean"))
+    summary = data.groupby(["variant", column], as_index=False).agg(mean_wer=("wer", "mean"))
     clean = data[data["kind"] == "clean"][["variant", "wer"]].rename(columns={"wer": "clean_wer"})
     summary = summary.merge(clean, on="variant", how="left").melt(
-        id_vars=["variant", "size_mb"], value_vars=["clean_wer", "mean_wer"], var_name="set", value_name="wer")
+        id_vars=["variant", column], value_vars=["clean_wer", "mean_wer"], var_name="set", value_name="wer")
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
     palette = _variant_palette(table)
-    sns.scatterplot(data=summary, x="size_mb", y="wer", hue="variant", hue_order=list(palette), palette=palette, style="set",
+    sns.scatterplot(data=summary, x=column, y="wer", hue="variant", hue_order=list(palette), palette=palette, style="set",
                     s=60, ax=ax)
-    ax.set_xlabel("size on disk (MB)")
+    ax.set_xlabel(label)
     ax.set_ylabel("WER (%)")
     ax.legend(fontsize=6, bbox_to_anchor=(1.02, 1), loc="upper left")
-    ax.set_title("WER vs size (clean, and mean over all conditions)")
+    ax.set_title(f"WER vs {label.split(' (')[0]} (clean, and mean over all conditions)", fontsize=9)
     _save(fig, path)
+
+
+def wer_vs_size(table: pd.DataFrame, path: str | os.PathLike[str]) -> None:
+    wer_vs_cost(table, path, "packed_mb", "packed weight size (MB: bits, scales and N:M metadata counted)")
+
+
+def wer_vs_latency(table: pd.DataFrame, path: str | os.PathLike[str]) -> None:
+    wer_vs_cost(table, path, "cpu_latency_ms", "CPU latency (ms per fixed input)")
 
 
 FIGURES = {
@@ -124,6 +132,7 @@ FIGURES = {
     "wer_per_condition": wer_per_condition,
     "wer_vs_sparsity": wer_vs_sparsity,
     "wer_vs_size": wer_vs_size,
+    "wer_vs_latency": wer_vs_latency,
 }
 
 

@@ -15,7 +15,8 @@ COLUMNS = [
     "wer", "wer_ci_low", "wer_ci_high", "cer", "cer_ci_low", "cer_ci_high", "ser",
     "substitutions", "deletions", "insertions", "n_utts", "n_words",
     "snr_db_measured", "rt60_measured_s", "n_skipped",
-    "size_mb", "parameters", "nonzero_params", "sparsity", "rtf", "audio_s", "decode_wall_s", "device",
+    "recovery_steps", "size_mb", "packed_mb", "parameters", "nonzero_params", "sparsity",
+    "gmacs_per_s", "cpu_latency_ms", "cpu_rtf", "gpu_latency_ms", "rtf", "audio_s", "decode_wall_s", "device",
 ]
 
 
@@ -45,10 +46,16 @@ def row(files: ResultFiles) -> dict:
         "snr_db_measured": summary.get("snr_db_measured_mean"),
         "rt60_measured_s": summary.get("rt60_measured_s_mean"),
         "n_skipped": summary.get("n_skipped", 0),
+        "recovery_steps": ((card.get("recipe") or {}).get("recovery") or {}).get("steps", 0),
         "size_mb": card["size_mb"],
+        "packed_mb": card["packed_mb"],
         "parameters": card["parameters"],
         "nonzero_params": card["nonzero_parameters"],
         "sparsity": card["sparsity"],
+        "gmacs_per_s": card["gmacs_per_audio_s"],
+        "cpu_latency_ms": card["cpu_latency_ms"],
+        "cpu_rtf": card["cpu_rtf"],
+        "gpu_latency_ms": card["gpu_latency_ms"],
         "rtf": timing["rtf"],
         "audio_s": timing["audio_s"],
         "decode_wall_s": timing["wall_s"],

@@ -1,29 +1,440 @@
-"""Quantization: post-training (dynamic int8) so far."""
+"""Quantization: half-precision casts, post-training int8 (dynamic, static) and weight-only QAT.
+
+- ``fp16`` / ``bf16``: the whole model cast (E1's fp16 point). torch 2.9.1 has CPU kernels for every
+  op wav2vec2-style models use in either dtype (conv1d, layer and group norm, SDPA attention, GELU).
+- ``dynamic_int8``: int8 weights, activations quantized on the fly per batch (E1, torch.ao CPU kernels).
+- ``static_int8``: int8 weights per output channel and int8 activations with ranges observed on
+  training utterances beforehand (eager-mode torch.ao: QuantStub/DeQuantStub around every Linear).
+- ``qat``: weight-only, per-output-channel symmetric b-bit fake quantization with a straight-through
+  estimator (E3, USM-Lite); without recovery steps it is round-to-nearest weight-only PTQ.
+
+The project pins torch 2.9.1, whose eager torch.ao.quantization still works but warns on every
+call that it is deprecated (torch says: removed in 2.10); the int8 methods need that pin.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import importlib.util
+import logging
+import warnings
+from typing import Any, Callable, Iterator
 
 import torch
+import torch.nn.functional as F
 
-from .registry import Method, register
+from ..errors import ConfigError, PipelineError
+from .pruning import check_target_params, prunable_weights
+from .registry import Method, integer, register
+
+log = logging.getLogger(__name__)
+
+
+def _torchao_available() -> bool:
+    return importlib.util.find_spec("torchao") is not None
+
+
+@contextlib.contextmanager
+def _quiet_torch_ao(uncalibrated_ok: bool = False) -> Iterator[None]:
+    """Silence torch.ao warnings that say nothing about this run: the 2.9 deprecation notice (repeated
+    on every call), the ``reduce_range`` notice of the x86 qconfig, and, when rebuilding a saved
+    model whose scales the state dict then overwrites (``uncalibrated_ok``), observers that saw no data.
+    During real calibration that last warning stays: it would mean a Linear never ran."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.ao.quantization is deprecated")
+        warnings.filterwarnings("ignore", message="Please use quant_min and quant_max")
+        if uncalibrated_ok:
+            warnings.filterwarnings("ignore", message="must run observer before calling calculate_qparams")
+        yield
+
+
+def _replace_children(model: torch.nn.Module, select: Callable[[torch.nn.Module], bool],
+                      build: Callable[[torch.nn.Module], torch.nn.Module]) -> list[torch.nn.Module]:
+    """Swap every child module ``select`` picks for ``build(child)``; returns the new modules."""
+    built = []
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if select(child):
+                built.append(build(child))
+                setattr(parent, name, built[-1])
+    return built
+
+
+# ----------------------------------------------------------------------------------------------
+# Half precision
+
+
+def _cast(dtype: torch.dtype) -> Callable[..., torch.nn.Module]:
+    def cast(model: torch.nn.Module, _level: Any, _params: dict[str, Any], _context: Any = None) -> torch.nn.Module:
+        """Every floating parameter and buffer to ``dtype``. Also the restructure: the saved state dict
+        holds half-size tensors, and loading it into a float32 model would silently upcast them."""
+        return model.to(dtype)
+
+    return cast
+
+
+def _register_cast(name: str, dtype: torch.dtype) -> None:
+    register(
+        Method(
+            name=name,
+            description=f"the whole model cast to {name} (CPU kernels exist in torch 2.9.1; decoding casts the "
+                        "input waveform to the model's dtype)",
+            family="quantization",
+            finalize=_cast(dtype),
+            restructure=_cast(dtype),
+            training="never",
+        )
+    )
+
+
+_register_cast("fp16", torch.float16)
+_register_cast("bf16", torch.bfloat16)
+
+
+# ----------------------------------------------------------------------------------------------
+# Post-training int8
+
+
+def _dynamically_quantized_linear() -> type:
+    from torch.ao.nn.quantized.dynamic import Linear
+
+    return Linear
 
 
 def dynamic_int8(model: torch.nn.Module, _level: Any, _params: dict[str, Any], _context: Any = None) -> torch.nn.Module:
     """int8 weights, activations quantized on the fly, for every ``nn.Linear`` (CPU kernels)."""
     from torch.ao.quantization import quantize_dynamic
 
-    return quantize_dynamic(model.to("cpu").eval(), {torch.nn.Linear}, dtype=torch.qint8)
+    with _quiet_torch_ao():
+        return quantize_dynamic(model.to("cpu").eval(), {torch.nn.Linear}, dtype=torch.qint8)
+
+
+def torchao_int8_dynamic(model: torch.nn.Module) -> torch.nn.Module:
+    """Replace torch.ao's CPU-only dynamic int8 Linear layers by torchao int8-dynamic-activation /
+    int8-weight ones, which also run on CUDA. The float weights are gone from a saved variant, so
+    torchao re-quantizes the stored int8 weights (per row instead of per tensor) and quantizes
+    activations per token instead of per batch: close to, not bit-identical with, the CPU kernels."""
+    from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
+
+    device = next(model.parameters()).device
+
+    def dequantized(layer: torch.nn.Module) -> torch.nn.Linear:
+        bias = layer.bias()
+        linear = torch.nn.Linear(layer.in_features, layer.out_features, bias=bias is not None, device=device)
+        with torch.no_grad():
+            linear.weight.copy_(layer.weight().dequantize())
+            if bias is not None:
+                linear.bias.copy_(bias)
+        return linear
+
+    swapped = _replace_children(model, lambda m: isinstance(m, _dynamically_quantized_linear()), dequantized)
+    chosen = {id(m) for m in swapped}
+    quantize_(model, Int8DynamicActivationInt8WeightConfig(set_inductor_config=False),
+              filter_fn=lambda module, _fqn: id(module) in chosen)
+    return model
+
+
+def _accelerate_dynamic_int8(model: torch.nn.Module, _level: Any, _params: dict[str, Any],
+                             _meta: dict[str, Any]) -> torch.nn.Module:
+    if not torch.cuda.is_available():
+        return model
+    if not _torchao_available():
+        raise PipelineError("dynamic_int8 on CUDA needs torchao (torch.ao's dynamic int8 kernels are CPU-only)")
+    return torchao_int8_dynamic(model)
 
 
 register(
     Method(
         name="dynamic_int8",
-        description="PTQ: dynamic int8 quantization of nn.Linear (torch.ao quantize_dynamic)",
+        description="PTQ: dynamic int8 quantization of nn.Linear (torch.ao quantize_dynamic; torchao int8 "
+                    "kernels when loaded on CUDA)",
         family="quantization",
         finalize=dynamic_int8,
         restructure=dynamic_int8,
+        # WER comes from the CPU kernels the method names; load_variant(dir, "cuda") still gets torchao's
+        # kernels through ``accelerate`` (timing), whose numerics differ slightly.
+        accelerate=_accelerate_dynamic_int8,
         training="never",
         cpu_only=True,
+    )
+)
+
+
+# x86 qconfig: weights int8 per output channel (symmetric), activations uint8 per tensor from a
+# histogram observer, with the range reduced to 7 bits so that CPUs without VNNI cannot overflow.
+STATIC_QCONFIG = "x86"
+CALIBRATION_BATCH_SECONDS = 60.0  # padded audio per calibration forward pass (memory, not accuracy)
+
+
+def _static_int8(model: torch.nn.Module, calibrate: Callable[[torch.nn.Module], None] | None) -> torch.nn.Module:
+    """QuantStub/DeQuantStub around every ``nn.Linear``, observers, ``calibrate`` (forward passes), convert.
+
+    Everything outside the Linear layers keeps seeing float activations. Without ``calibrate`` this
+    builds the same quantized modules with placeholder scales (``restructure``: the state dict
+    brings the calibrated ones)."""
+    from torch.ao.quantization import QuantWrapper, convert, get_default_qconfig, prepare
+
+    model = model.to("cpu").eval()
+    qconfig = get_default_qconfig(STATIC_QCONFIG)
+
+    def wrap(linear: torch.nn.Module) -> torch.nn.Module:
+        wrapper = QuantWrapper(linear)
+        wrapper.qconfig = qconfig
+        return wrapper
+
+    with _quiet_torch_ao(uncalibrated_ok=calibrate is None):
+        if not _replace_children(model, lambda m: type(m) is torch.nn.Linear, wrap):
+            raise PipelineError("static_int8: the model has no nn.Linear layer to quantize")
+        prepare(model, inplace=True)
+        if calibrate is not None:
+            with torch.no_grad():
+                calibrate(model)
+        convert(model, inplace=True)
+    return model
+
+
+def _calibration_passes(context: Any, count: int) -> Callable[[torch.nn.Module], None]:
+    from ..decoding import length_sorted_batches, model_inputs
+
+    def calibrate(model: torch.nn.Module) -> None:
+        waves = context.calibration_waves(count)
+        budget = int(CALIBRATION_BATCH_SECONDS * context.sample_rate)
+        for batch in length_sorted_batches([len(w) for w in waves], budget):
+            model(**model_inputs(context.processor, [waves[i] for i in batch], context.sample_rate))
+
+    return calibrate
+
+
+def static_int8(model: torch.nn.Module, _level: Any, params: dict[str, Any], context: Any) -> torch.nn.Module:
+    """Calibrated on ``params["calibration_utterances"]`` training utterances (the same ones every run)."""
+    count = int(params["calibration_utterances"])
+    context.meta["calibration_utterances"] = count
+    return _static_int8(model, _calibration_passes(context, count))
+
+
+def _static_int8_structure(model: torch.nn.Module, _level: Any, _params: dict[str, Any],
+                           _meta: dict[str, Any]) -> torch.nn.Module:
+    return _static_int8(model, None)
+
+
+def _check_static_int8(_level: Any, params: dict[str, Any], key: str) -> None:
+    count = params["calibration_utterances"]
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ConfigError(f"{key}.params.calibration_utterances", f"must be a whole number >= 1, got {count!r}")
+
+
+register(
+    Method(
+        name="static_int8",
+        description="PTQ: static int8 nn.Linear (per-channel int8 weights, int8 activations calibrated on "
+                    "training utterances; torch.ao eager mode, x86 qconfig)",
+        family="quantization",
+        finalize=static_int8,
+        restructure=_static_int8_structure,
+        params={"calibration_utterances": 32},
+        check=_check_static_int8,
+        training="never",
+        needs_data=True,
+        cpu_only=True,
+    )
+)
+
+
+# ----------------------------------------------------------------------------------------------
+# Weight-only quantization-aware training (USM-Lite)
+#
+# The grid: per output channel c, step s_c = max|W_c| / (2^(b-1) - 1) and W_c = s_c * k with integer
+# k in [-(2^(b-1) - 1), 2^(b-1) - 1] (255, 15 and 3 levels at 8, 4, 2 bits). It is symmetric so zero
+# is exact (pruned weights stay zero) and the channel's largest weight sits on the top level (no
+# clipping, so the straight-through gradient needs no clipping mask).
+
+
+def grid_step(weight: torch.Tensor, bits: int) -> torch.Tensor:
+    """s_c per output channel (dim 0), shaped to broadcast against ``weight``; 1 for all-zero channels."""
+    absmax = weight.detach().abs().flatten(1).amax(dim=1)
+    step = torch.where(absmax > 0, absmax / (2 ** (bits - 1) - 1), torch.ones_like(absmax))
+    return step.view(-1, *([1] * (weight.dim() - 1)))
+
+
+def grid_integers(weight: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(k, s): the nearest grid integers of ``weight`` and the per-channel steps."""
+    step = grid_step(weight, bits)
+    top = 2 ** (bits - 1) - 1
+    return torch.round(weight.detach() / step).clamp_(-top, top), step
+
+
+def quantize_to_grid(weight: torch.Tensor, bits: int) -> torch.Tensor:
+    """Round-to-nearest onto the grid (no gradient)."""
+    integers, step = grid_integers(weight, bits)
+    return integers * step
+
+
+def fake_quantize(weight: torch.Tensor, bits: int) -> torch.Tensor:
+    """The grid values forward, the identity backward (straight-through estimator)."""
+    return weight + (quantize_to_grid(weight, bits) - weight).detach()
+
+
+class FakeQuantLinear(torch.nn.Linear):
+    """An ``nn.Linear`` whose forward uses its weight on the b-bit grid (``qat_bits``).
+
+    Not ``torch.nn.utils.parametrize``: a parametrized weight cannot also carry a
+    ``torch.nn.utils.prune`` mask (prune needs ``weight`` to be a Parameter, and ``prune.remove``
+    needs ``weight_orig`` to be one), and N:M sparsity uses prune. Swapping the class instead leaves
+    parameters, hooks and state-dict keys alone, so masks added before or after still apply: the
+    weight this forward reads is whatever the module holds after its pre-hooks (masked, when pruned).
+    """
+
+    qat_bits: int
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return F.linear(input, fake_quantize(self.weight, self.qat_bits), self.bias)
+
+
+class FakeQuantConv1d(torch.nn.Conv1d):
+    """``nn.Conv1d`` counterpart of :class:`FakeQuantLinear` (``include_conv``)."""
+
+    qat_bits: int
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(input, fake_quantize(self.weight, self.qat_bits), self.bias)
+
+
+FAKE_QUANT = {torch.nn.Linear: FakeQuantLinear, torch.nn.Conv1d: FakeQuantConv1d}
+PLAIN = {fake: plain for plain, fake in FAKE_QUANT.items()}
+
+
+def qat_targets(model: torch.nn.Module, include_conv: bool, exclude: list[str]) -> list[tuple[str, torch.nn.Module]]:
+    """(name, module) of the weights pruning would pick (``prunable_weights``: every ``nn.Linear``, with
+    ``include_conv`` every ``nn.Conv1d``, not excluded by name, not weight-normalised), of exactly those
+    classes: a subclass something else made (another method's layer) keeps its own forward, in float."""
+    chosen = []
+    for name, module in prunable_weights(model, include_conv, exclude):
+        if type(module) in FAKE_QUANT:
+            chosen.append((name, module))
+        else:
+            log.warning("qat: %s is a %s, not a plain Linear/Conv1d: left in float", name, type(module).__name__)
+    return chosen
+
+
+def prepare_qat(model: torch.nn.Module, level: float, params: dict[str, Any], _context: Any) -> torch.nn.Module:
+    targets = qat_targets(model, bool(params["include_conv"]), list(params["exclude"]))
+    if not targets:
+        raise PipelineError(f"qat: no weight left to quantize (exclude={params['exclude']!r})")
+    for _name, module in targets:
+        module.__class__ = FAKE_QUANT[type(module)]
+        module.qat_bits = int(level)
+    return model
+
+
+def _stored_weight(module: torch.nn.Module) -> tuple[torch.Tensor, torch.nn.Parameter]:
+    """(the weight forward uses, the Parameter holding its trained values).
+
+    Under a ``torch.nn.utils.prune`` mask the trained values live in ``weight_orig``, the mask in the
+    buffer ``weight_mask``, and ``weight`` is only recomputed before each forward (so it may be stale)."""
+    own = dict(module.named_parameters(recurse=False))
+    if "weight_orig" in own and hasattr(module, "weight_mask"):
+        return own["weight_orig"] * module.weight_mask, own["weight_orig"]
+    return module.weight, own["weight"]
+
+
+@torch.no_grad()
+def finalize_qat(model: torch.nn.Module, _level: Any, _params: dict[str, Any], context: Any) -> torch.nn.Module:
+    """Write the grid values into the weights and restore the plain classes.
+
+    A pending prune mask (N:M before or after this step) stays valid: masked weights are zero and
+    zero is on the grid, so ``prune.remove`` afterwards keeps both the zeros and the grid."""
+    bits_of: dict[str, int] = {}
+    for name, module in model.named_modules():
+        if type(module) not in PLAIN:
+            continue
+        effective, stored = _stored_weight(module)
+        stored.copy_(quantize_to_grid(effective, module.qat_bits))
+        bits_of[f"{name}.weight"] = module.qat_bits
+        module.__class__ = PLAIN[type(module)]
+        del module.qat_bits
+    context.meta["weight_bits"] = bits_of
+    context.meta["grid"] = "per-output-channel symmetric, step max|w|/(2^(b-1)-1)"
+    return model
+
+
+# tinygemm (torch's int4 CUDA kernel, wrapped by torchao) dequantizes a 4-bit code q as
+# (q - 8) * scale + zero per group of input columns. With zero = 0 and scale = s_c in every group,
+# codes k + 8 reproduce our symmetric grid exactly (it uses at most 15 of the 16 codes; 2-bit grids
+# fit too), up to the bf16 rounding of s_c: the GPU computes with the weights the CPU variant holds.
+# torchao's own Int4WeightOnlyConfig would re-quantize them asymmetrically per group instead.
+TINYGEMM_GROUP = 128
+TINYGEMM_INNER_K_TILES = 8  # what torchao's Int4TilePackedTo4dTensor fixes
+
+
+def tinygemm_codes(weight: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(int32 codes in [0, 15], per-channel steps (out,)) of a weight on the <=4-bit grid."""
+    if bits > 4:
+        raise ValueError(f"a {bits}-bit grid does not fit tinygemm's 4-bit codes")
+    integers, step = grid_integers(weight, bits)
+    return integers.to(torch.int32) + 8, step.flatten()
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def tinygemm_int4_weight(weight: torch.Tensor, bits: int) -> torch.Tensor:
+    """A CUDA weight on the grid as torchao's tile-packed int4 tensor (padding as torchao pads)."""
+    from torchao.quantization import Int4TilePackedTo4dTensor
+    from torchao.quantization.utils import pack_tinygemm_scales_and_zeros
+
+    codes, step = tinygemm_codes(weight, bits)
+    out_features, in_features = codes.shape
+    rows, columns = _round_up(out_features, 8), _round_up(in_features, 1024)
+    codes = F.pad(codes, (0, columns - in_features, 0, rows - out_features), value=8)  # code 8 is 0.0
+    packed = torch.ops.aten._convert_weight_to_int4pack(
+        (codes[:, ::2] << 4 | codes[:, 1::2]).to(torch.uint8).contiguous(), TINYGEMM_INNER_K_TILES)
+    scales = F.pad(step, (0, rows - out_features), value=1.0)[:, None]
+    scales = scales.expand(rows, columns // TINYGEMM_GROUP).to(torch.bfloat16).contiguous()
+    return Int4TilePackedTo4dTensor(
+        qdata=packed, scale_and_zero=pack_tinygemm_scales_and_zeros(scales, torch.zeros_like(scales), torch.bfloat16),
+        block_size=[1, TINYGEMM_GROUP], shape=weight.shape,
+    )
+
+
+def _accelerate_qat(model: torch.nn.Module, level: float, _params: dict[str, Any],
+                    meta: dict[str, Any]) -> torch.nn.Module:
+    """4- and 2-bit Linear weights to the int4 tinygemm kernel (bf16 activations in those layers).
+
+    8-bit weights (and convolutions) stay dense float: no torchao kernel keeps a symmetric per-channel int8 grid exact.
+    Weights another step already swapped (2:4 semi-structured) are left to that step's kernel."""
+    bits = int(level)
+    if bits > 4 or not torch.cuda.is_available():
+        return model
+    if not _torchao_available() or torch.cuda.get_device_capability()[0] < 8:
+        log.warning("qat~%d: no int4 kernel (needs torchao and compute capability >= 8.0): dense float weights", bits)
+        return model
+    for key in meta["weight_bits"]:
+        module = model.get_submodule(key.rsplit(".", 1)[0])
+        if isinstance(module, torch.nn.Conv1d):  # include_conv: no int4 convolution kernel, stays float
+            continue
+        if type(module) is not torch.nn.Linear or type(module.weight) is not torch.nn.Parameter:
+            log.warning("qat~%d: %s is not a dense nn.Linear weight any more: no int4 kernel", bits, key)
+            continue
+        module.weight = torch.nn.Parameter(tinygemm_int4_weight(module.weight.detach(), bits), requires_grad=False)
+    return model
+
+
+register(
+    Method(
+        name="qat",
+        description="weight-only per-output-channel symmetric b-bit quantization with a straight-through "
+                    "estimator (USM-Lite); round-to-nearest PTQ without recovery",
+        family="quantization",
+        prepare=prepare_qat,
+        finalize=finalize_qat,
+        accelerate=_accelerate_qat,
+        level=integer(choices=(2, 4, 8)),
+        # studies.md does not record which layers USM-Lite keeps in float. Default: the CTC output
+        # projection (hidden x vocab, ~0.01 % of the weights), whose errors land on the logits
+        # directly; the CNN frontend stays float as in E1's int8 (``include_conv`` to quantize it).
+        params={"include_conv": False, "exclude": ["lm_head"]},
+        check=check_target_params,
+        training="optional",
     )
 )

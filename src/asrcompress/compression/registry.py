@@ -81,6 +81,9 @@ def nm_pattern() -> LevelSpec:
     """``"N:M"``: N non-zero weights in every group of M consecutive input weights."""
 
     def parse(raw: Any, key: str) -> str:
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            # YAML 1.1 reads an unquoted 2:4 as the sexagesimal integer 124.
+            raise ConfigError(key, f"level {raw!r} is a number: quote N:M patterns in YAML (\"2:4\")")
         match = re.fullmatch(r"\s*(\d+)\s*:\s*(\d+)\s*", str(raw))
         if not match:
             raise ConfigError(key, f"level {raw!r} is not an N:M pattern such as '2:4'")
@@ -256,6 +259,11 @@ class Variant:
         return cls(steps, Recovery(**data["recovery"]) if data.get("recovery") else None)
 
     @property
+    def trains(self) -> bool:
+        """Whether making it runs the training loop (which evaluates on the dev split)."""
+        return self.recovery is not None or any(get(s.method).train is not None for s in self.steps)
+
+    @property
     def needs_training_data(self) -> bool:
         return self.recovery is not None or any(get(s.method).needs_data for s in self.steps)
 
@@ -293,7 +301,7 @@ def _check_chain(steps: tuple[Step, ...], recovery: Recovery | None, key: str) -
     trained_by_itself = [m.name for m in methods if m.train is not None]
     if len(trained_by_itself) > 1:
         raise ConfigError(key, f"{', '.join(trained_by_itself)} each bring their own training: chain at most one")
-    needs = [m.name for m in methods if m.training == "required" and m.train is None]
+    needs = [m.name for m in methods if m.training == "required"]
     if needs and recovery is None:
         raise ConfigError(f"{key}.recovery", f"'{needs[0]}' only makes sense with training: give recovery.steps")
     if recovery is not None and all(m.training == "never" for m in methods):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -86,7 +87,8 @@ def compress(
     context = CompressionContext(
         processor=processor, sample_rate=sample_rate, seed=seed, baseline_dir=baseline_dir, training=dict(training or {}),
         train_manifest=train_manifest, dev_manifest=dev_manifest,
-        checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir else None, threads=threads,
+        # One folder per variant: 2:4 and 1:4 masks have equal shapes, so a shared folder could resume the wrong run.
+        checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir else Path(f"{out_dir}.checkpoints"), threads=threads,
     )
     started = time.time()
     model, metas = build_variant_model(baseline_dir, variant, context)
@@ -129,6 +131,8 @@ def compress(
         card["size_mb"] = round(card["bytes_on_disk"] / 1e6, 4)
         card["packed_mb"] = round(card["packed_bytes"] / 1e6, 4)
         write_json(staging / CARD, card)
+    if context.checkpoint_dir is not None:
+        shutil.rmtree(context.checkpoint_dir, ignore_errors=True)  # only a resume needs it
     log.info("variant %s: %d parameters (%d non-zero), %.2f MB on disk, %.2f MB packed, %.3f GMACs/s, CPU RTF %.4f",
              variant.id, card["parameters"], card["nonzero_parameters"], card["size_mb"], card["packed_mb"],
              card["gmacs_per_audio_s"], card["cpu_rtf"])
