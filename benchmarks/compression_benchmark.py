@@ -202,7 +202,8 @@ def _cost(model: torch.nn.Module, variant: Variant, args: argparse.Namespace) ->
                         cpu_only=cpu_only)
 
 
-def _interleaved_best_ms(fp32: torch.nn.Module, model: torch.nn.Module, args: argparse.Namespace) -> tuple[float, float]:
+def _interleaved_best_ms(fp32: torch.nn.Module, model: torch.nn.Module,
+                         args: argparse.Namespace) -> tuple[float, float]:
     """Fastest fp32 and fastest variant pass over ``--rounds`` rounds of one pass each, alternating.
 
     The machine is shared and its load changes within seconds: alternating puts both models under
@@ -261,11 +262,18 @@ def _table(result: ShapeResult, seconds: float) -> str:
     return "\n".join(lines)
 
 
+def _verdict(speedup: float, goal: float, noise: float) -> str:
+    """PASS or FAIL, flagged when the margin to the goal is within this run's timing noise."""
+    verdict = "PASS" if speedup >= goal else "FAIL"
+    return f"{verdict} (within noise)" if abs(speedup / goal - 1) <= noise else verdict
+
+
 def _targets(results: dict[str, ShapeResult]) -> str:
     lines = ["| target | shape | variant | MACs vs fp32 | speed-up | result |", "|---|---|---|---|---|---|"]
     for target in TARGETS:
         for shape, result in results.items():
             fp32 = result.rows[0]
+            noise = abs(fp32.speedup - 1)  # fp32 against itself
             measured = {row.label: row for row in result.rows}
             for label in target.labels:
                 row = measured.get(label)
@@ -274,7 +282,7 @@ def _targets(results: dict[str, ShapeResult]) -> str:
                                  f"({result.skipped.get(label, 'not run')}) |")
                     continue
                 lines.append(f"| {target.description} | {shape} | {row.variant} | {row.gmacs / fp32.gmacs - 1:+.0%} "
-                             f"| {row.speedup:.2f}x | {'PASS' if row.speedup >= target.speedup else 'FAIL'} |")
+                             f"| {row.speedup:.2f}x | {_verdict(row.speedup, target.speedup, noise)} |")
     return "\n".join(lines)
 
 
@@ -335,7 +343,9 @@ def main() -> None:
         "base = `Wav2Vec2Config()` defaults with a 32-symbol vocabulary; "
         f"demo = config/config.yaml models.{DEMO_MODEL}.\n\n"
         + "\n\n".join(sections)
-        + "\n\nTargets of the issue (CPU speed-up, best interleaved passes):\n\n"
+        + "\n\nTargets of the issue (CPU speed-up, best interleaved passes). The `none` row above times fp32 "
+        "against itself: its distance from 1.00x is this run's timing noise, and a verdict whose margin to the "
+        "goal is within it is marked (within noise).\n\n"
         + _targets(results)
         + "\n\n"
         + _skipped(results)

@@ -133,10 +133,18 @@ def test_masked_zeros_still_count_dense_macs():
 # ---------------------------------------------------------------------------------------------- latency
 
 
-def test_latency_fields_and_thread_count_restored():
+@pytest.fixture
+def one_thread():
+    """The caller's thread count is 1 during the test (and the session's own afterwards)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def test_latency_fields_and_thread_count_restored(one_thread):
     model, _ = tiny_model()
     model.train()
-    torch.set_num_threads(1)
     cost = measure_cost(model, RATE, seconds=0.5, threads=2, repeats=2, cpu_only=True)
     assert torch.get_num_threads() == 1 and model.training  # the caller's settings come back
     assert cost["cpu_latency_ms"] > 0

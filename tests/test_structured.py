@@ -15,7 +15,9 @@ from asrcompress.compression.store import compress, load_variant
 from asrcompress.cost import count_parameters
 from asrcompress.decoding import transcribe
 from asrcompress.errors import ConfigError
+from asrcompress.manifest import read_manifest
 from asrcompress.models import ModelSpec, build_model, load_pretrained_dir, save_model_dir
+from asrcompress.training import load_waves
 
 from helpers import TINY_ARCHITECTURE, tiny_model
 
@@ -165,9 +167,6 @@ def test_budget_is_met_within_one_structure_and_the_model_decodes(budget, level,
         assert block.feed_forward.output_dense.weight.shape[1] == sizes["ffn"][layer]
     assert [b.conv.weight.shape[0] for b in st.conv_layers(model)] == sizes["conv"]
     # still a CTC model: frames as promised, and transcripts come out
-    from asrcompress.training import load_waves
-    from asrcompress.manifest import read_manifest
-
     train, _ = tiny_corpus
     waves = load_waves(read_manifest(train)[:2], train, 16000)
     hypotheses, _ = transcribe(model, processor, waves, 16000, 10.0, torch.device("cpu"))
@@ -211,9 +210,6 @@ def test_taylor_importance_sees_a_disconnected_head_as_useless(tiny_corpus):
     with torch.no_grad():
         attention.out_proj.weight[:, 12:24] = 0  # head 1 computes but nothing reads it
     train, _ = tiny_corpus
-    from asrcompress.training import load_waves
-    from asrcompress.manifest import read_manifest
-
     waves = load_waves(read_manifest(train)[:2], train, 16000)
     st.calibration_gradients(model, waves, processor, 16000)
     head = next(s for s in st.structures(model, ["head"]) if s.layer == 0)

@@ -99,9 +99,9 @@ def compress(
         if storage == "pretrained":
             save_model_dir(model, processor, staging)
         else:
-            # The baseline's config and processor; weights in the variant's own layout.
+            # The variant's config (layers may be gone) and processor; weights in the variant's own layout.
             processor.save_pretrained(str(staging))
-            load_pretrained_dir(baseline_dir)[0].config.save_pretrained(str(staging))
+            model.config.save_pretrained(str(staging))
             torch.save(model.state_dict(), staging / STATE_DICT)
         card: dict[str, Any] = {
             "variant": variant.id,
