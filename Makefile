@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CORES ?= all
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install lint dag clean
+.PHONY: demo demo-methods test install lint dag clean
 
 $(STAMP): pyproject.toml requirements/lock.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ demo: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) --profile profiles/default
 	$(BIN)/snakemake --cores $(CORES) --profile profiles/default --report results/report.html
 	@echo "Results: results/tables/wer.csv, figures in results/figures/, report in results/report.html"
+
+# Every compression method on the demo model (reuses the demo's fine-tuned baseline when it exists).
+demo-methods: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES) --profile profiles/default --configfile config/demo_methods.yaml
+	@echo "Results: results/tables/methods/wer.csv, figures in results/figures/methods/, cards in results/variants/"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests

@@ -89,3 +89,12 @@ def test_methods_demo_shares_the_demo_data_and_model_and_covers_every_method():
     grid = build_grid(methods)
     assert {step.method for variant in grid.variants for step in variant.steps} == set(METHODS)
     assert methods["report"]["name"] and not demo.get("report", {}).get("name")
+
+
+def test_every_registered_method_is_documented():
+    from asrcompress.compression.registry import METHODS, get
+
+    get("none")  # loads every family module
+    documented = (REPO / "docs" / "compression.md").read_text()
+    missing = [name for name in METHODS if f"`{name}`" not in documented]
+    assert not missing, f"docs/compression.md does not describe {missing}"

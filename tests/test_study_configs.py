@@ -51,9 +51,13 @@ def test_study_dry_run_plans_everything_but_the_downloads(tmp_path, study):
     assert {"prepare_split", "corpus_bank", "augment", "finetune", "compress", "decode", "score", "aggregate"} <= rules
     n_cells = len(grid.models) * len(grid.variants) * len(grid.conditions)
     assert sum(rule == "decode" for rule, _ in jobs) == n_cells
-    needs_training = any(entry.get("finetune", True) for entry in config["models"].values())
-    assert {wc for rule, wc in jobs if rule == "prepare_split"} == (
-        {"split=train", "split=dev", "split=test"} if needs_training else {"split=test"})
+    fine_tunes = any(entry.get("finetune", True) for entry in config["models"].values())
+    needs = {"test"}
+    if fine_tunes or any(v.trains for v in grid.variants):
+        needs |= {"train", "dev"}
+    if any(v.needs_training_data for v in grid.variants):  # calibration reads the train split only
+        needs.add("train")
+    assert {wc for rule, wc in jobs if rule == "prepare_split"} == {f"split={split}" for split in needs}
 
 
 @pytest.mark.parametrize("study", STUDIES, ids=lambda p: p.stem)
@@ -63,6 +67,7 @@ def test_study_without_downloads_plans_them_from_the_catalog(tmp_path, study):
     jobs = planned_jobs(workdir, "--configfile", f"config/studies/{study.name}")
     downloads = {wc for rule, wc in jobs if rule == "download"}
     needs_training = any(entry.get("finetune", True) for entry in config["models"].values())
+    needs_training = needs_training or any(v.needs_training_data for v in grid.variants)
     used = [s for split, subsets in grid.splits.items() if needs_training or split == "test" for s in subsets]
     used += [bank.subset for bank in grid.corpus_banks.values()]
     assert downloads == {f"dataset={s.archive.dataset}, filename={s.archive.filename}" for s in used}
