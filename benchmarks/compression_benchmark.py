@@ -333,7 +333,7 @@ def main() -> None:
         f"Compression benchmark: one forward pass over {args.seconds:g} s of seeded noise at {RATE} Hz, batch of 1, "
         f"random weights, variants built in memory by `store.build_variant_model` without recovery training. "
         f"Machine: {_cpu()} ({os.cpu_count()} cores, shared), torch {torch.__version__}, transformers "
-        f"{transformers.__version__}, {args.threads} threads; 1-min load average {load_before:.1f} at the start, "
+        f"{transformers.__version__}, threads = {args.threads}; 1-min load average {load_before:.1f} at the start, "
         f"{load_after:.1f} at the end. CPU latency ms = `measure_cost`'s median of {args.repeats} passes after a "
         f"warm-up (what a variant's card records); RTF = that / input length. best ms = the fastest of {args.rounds} "
         "passes alternating with fp32's, fp32 best ms = fp32's fastest of the same rounds; speed-up = fp32 best / "

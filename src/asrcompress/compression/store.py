@@ -126,7 +126,8 @@ def compress(
             bytes_on_disk=directory_bytes(staging),
             packed_bytes=packed_bytes(loaded, metas),
             **measure_cost(loaded, sample_rate, seconds=cost_seconds, threads=threads or torch.get_num_threads(),
-                           repeats=cost_repeats, cpu_only=cpu_only),
+                           repeats=cost_repeats, cpu_only=cpu_only,
+                           accelerate=lambda gpu_model: accelerate(gpu_model, variant, metas)),
         )
         card["size_mb"] = round(card["bytes_on_disk"] / 1e6, 4)
         card["packed_mb"] = round(card["packed_bytes"] / 1e6, 4)
@@ -159,13 +160,17 @@ def load_variant(variant_dir: str | os.PathLike[str], device: torch.device | str
     """
     model, processor, card = _load_cpu(variant_dir)
     if device is not None and torch.device(device).type == "cuda":
-        model = model.to(device)
-        variant = Variant.from_json(card["recipe"])
-        for step, meta in zip(variant.steps, card["steps_meta"]):
-            accelerate = get(step.method).accelerate
-            if accelerate is not None:
-                model = accelerate(model, step.level, step.param_dict, meta)
+        model = accelerate(model.to(device), Variant.from_json(card["recipe"]), card["steps_meta"])
     return model.eval(), processor, card
+
+
+def accelerate(model: torch.nn.Module, variant: Variant, metas: list[dict[str, Any]]) -> torch.nn.Module:
+    """Swap in each step's GPU kernels (int8/int4 torchao, 2:4 semi-structured) on a CUDA model."""
+    for step, meta in zip(variant.steps, metas):
+        swap = get(step.method).accelerate
+        if swap is not None:
+            model = swap(model, step.level, step.param_dict, meta)
+    return model
 
 
 def _load_cpu(variant_dir: str | os.PathLike[str]):
