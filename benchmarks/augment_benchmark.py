@@ -26,8 +26,6 @@ for _variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", 
     os.environ[_variable] = "1"  # before numpy/scipy/torch load their thread pools: per-core figures
 
 import argparse  # noqa: E402
-import contextlib  # noqa: E402
-import platform  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -41,6 +39,7 @@ import torch  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "src")]
 
+from machine import cpu_name  # noqa: E402
 from asrcompress.acoustics import rir_metrics  # noqa: E402
 from asrcompress.banks import Bank  # noqa: E402
 from asrcompress.conditions import Condition, build_condition, corrupt, utterance_rng  # noqa: E402
@@ -110,14 +109,6 @@ def _with_io(condition: Condition, test_manifest: Path, out_dir: Path, noise_man
     return time.perf_counter() - started
 
 
-def _cpu() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--minutes", type=float, default=10.0)
@@ -145,7 +136,7 @@ def main() -> None:
             rows.append((condition_id, f"{audio_s / memory_s:.0f}x", f"{audio_s / io_s:.0f}x"))
     reached = float(dict((row[0], row[1]) for row in rows)[CONDITIONS[2]].rstrip("x"))
     table = (
-        f"Augmentation speed on one core ({_cpu()}; OMP/MKL/OpenBLAS/torch threads = 1), "
+        f"Augmentation speed on one core ({cpu_name()}; OMP/MKL/OpenBLAS/torch threads = 1), "
         f"{len(test_set)} utterances = {audio_s / 60:.1f} min of real LibriSpeech audio at 16 kHz "
         f"({len(files)} utterances repeated), real noise ({len(noise_bank)} files, SNR 10 dB) and measured RIRs "
         f"({len(rir_bank)} files, up to {max(r.duration for r in rir_bank.records):.1f} s). "

@@ -25,11 +25,9 @@ Writes benchmarks/results/compression.md and prints it.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import gc
 import os
-import platform
 import sys
 import tempfile
 import warnings
@@ -42,6 +40,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "src")]
 
+from machine import cpu_name  # noqa: E402
 from asrcompress.compression.context import CompressionContext  # noqa: E402
 from asrcompress.compression.registry import Variant, get  # noqa: E402
 from asrcompress.compression.store import build_variant_model  # noqa: E402
@@ -297,14 +296,6 @@ def _skipped(results: dict[str, ShapeResult]) -> str:
                                              for (label, reason), where in shapes.items()) + "\n"
 
 
-def _cpu() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--threads", type=int, default=2)
@@ -332,7 +323,7 @@ def main() -> None:
     report = (
         f"Compression benchmark: one forward pass over {args.seconds:g} s of seeded noise at {RATE} Hz, batch of 1, "
         f"random weights, variants built in memory by `store.build_variant_model` without recovery training. "
-        f"Machine: {_cpu()} ({os.cpu_count()} cores, shared), torch {torch.__version__}, transformers "
+        f"Machine: {cpu_name()} ({os.cpu_count()} cores, shared), torch {torch.__version__}, transformers "
         f"{transformers.__version__}, threads = {args.threads}; 1-min load average {load_before:.1f} at the start, "
         f"{load_after:.1f} at the end. CPU latency ms = `measure_cost`'s median of {args.repeats} passes after a "
         f"warm-up (what a variant's card records); RTF = that / input length. best ms = the fastest of {args.rounds} "

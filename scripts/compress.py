@@ -17,4 +17,5 @@ compress(
     threads=snakemake.threads,
     cost_seconds=p.cost["seconds"],
     cost_repeats=p.cost["repeats"],
+    cost_threads=p.cost["threads"],
 )

@@ -49,3 +49,29 @@ def tiny_corpus(tmp_path_factory, shared_data, transcripts) -> tuple[str, str]:
     write_manifest(root / "train.jsonl", utts)
     write_manifest(root / "dev.jsonl", utts[:2])
     return str(root / "train.jsonl"), str(root / "dev.jsonl")
+
+
+@pytest.fixture(scope="session")
+def baseline(tmp_path_factory) -> Path:
+    """The seeded tiny model saved as a fine-tuned baseline folder (modules needing another shape override it)."""
+    import torch
+
+    from asrcompress.models import save_model_dir
+    from helpers import tiny_model
+
+    torch.manual_seed(0)
+    model, processor = tiny_model()
+    path = tmp_path_factory.mktemp("baseline")
+    save_model_dir(model, processor, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models gain nothing from threads, and on a busy machine extra threads only wait for cores."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -8,6 +8,9 @@ TINY_ARCHITECTURE = dict(
     num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, mask_time_prob=0.0,
 )
 
+# A few recovery steps on conftest's tiny_corpus (eval and checkpoints out of the way).
+TINY_TRAINING = {"batch_seconds": 4.0, "eval_every": 100, "checkpoint_every": 100, "learning_rate": 1e-3, "warmup_steps": 1}
+
 
 def tiny_model():
     from asrcompress.models import ModelSpec, build_model, build_processor

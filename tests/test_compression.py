@@ -5,18 +5,8 @@ from asrcompress.compression.registry import Variant, get, variants_from_config
 from asrcompress.compression.store import compress, load_variant
 from asrcompress.cost import count_parameters
 from asrcompress.errors import ConfigError
-from asrcompress.models import load_pretrained_dir, save_model_dir
+from asrcompress.models import load_pretrained_dir
 
-from helpers import tiny_model
-
-
-@pytest.fixture(scope="module")
-def baseline(tmp_path_factory):
-    torch.manual_seed(0)
-    model, processor = tiny_model()
-    path = tmp_path_factory.mktemp("baseline")
-    save_model_dir(model, processor, path)
-    return path
 
 
 def linear_weights(model):

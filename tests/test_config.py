@@ -98,3 +98,17 @@ def test_every_registered_method_is_documented():
     documented = (REPO / "docs" / "compression.md").read_text()
     missing = [name for name in METHODS if f"`{name}`" not in documented]
     assert not missing, f"docs/compression.md does not describe {missing}"
+
+
+def test_a_variant_that_trains_needs_the_training_splits(tmp_path):
+    import yaml
+
+    config = yaml.safe_load((REPO / "config" / "studies" / "E1_pimentel.yaml").read_text())
+    build_grid(config)  # static int8 calibrates on E1's train split
+    del config["corpus"]["splits"]["train"]
+    with pytest.raises(ConfigError, match=r"corpus.splits.*static_int8 needs the train split"):
+        build_grid(config)
+    config = yaml.safe_load((REPO / "config" / "studies" / "E3_usm_lite.yaml").read_text())
+    del config["corpus"]["splits"]["dev"]
+    with pytest.raises(ConfigError, match=r"corpus.splits.*needs the dev split"):
+        build_grid(config)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import warnings
 from types import SimpleNamespace
 
@@ -131,15 +130,6 @@ def test_masked_zeros_still_count_dense_macs():
 
 
 # ---------------------------------------------------------------------------------------------- latency
-
-
-@pytest.fixture
-def one_thread():
-    """The caller's thread count is 1 during the test (and the session's own afterwards)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def test_latency_fields_and_thread_count_restored(one_thread):

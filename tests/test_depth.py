@@ -12,20 +12,13 @@ from asrcompress.cost import count_parameters
 from asrcompress.errors import ConfigError
 from asrcompress.models import ModelSpec, build_model, build_processor, load_pretrained_dir, save_model_dir
 
-from helpers import TINY_ARCHITECTURE
+from helpers import TINY_TRAINING, TINY_ARCHITECTURE
 
 LAYERS = 6
-TRAINING = {"batch_seconds": 4.0, "eval_every": 100, "checkpoint_every": 100, "learning_rate": 1e-3, "warmup_steps": 1}
+pytestmark = pytest.mark.usefixtures("one_thread")
 X = torch.randn(2, 8000, generator=torch.Generator().manual_seed(1))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and on a busy machine extra threads only wait for cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def deep_model(stable: bool = True):
@@ -156,7 +149,7 @@ def test_layerdrop_without_recovery_keeps_every_other_layer(baseline, tmp_path):
 
 def test_layerdrop_recovery_trains_with_layers_dropped(baseline, tmp_path, tiny_corpus):
     train, dev = tiny_corpus
-    card = compress(baseline, Variant.of("layerdrop", 0.5, recovery_steps=4), tmp_path / "v", training=TRAINING,
+    card = compress(baseline, Variant.of("layerdrop", 0.5, recovery_steps=4), tmp_path / "v", training=TINY_TRAINING,
                     train_manifest=train, dev_manifest=dev, checkpoint_dir=tmp_path / "ckpt")
     meta = card["steps_meta"][0]
     # the baseline has layerdrop 0: every dropped layer in training was the method's doing

@@ -16,12 +16,11 @@ from asrcompress.manifest import read_manifest
 from asrcompress.models import ModelSpec, build_model, build_processor, load_pretrained_dir, save_model_dir
 from asrcompress.training import collate, load_waves
 
-from helpers import TINY_ARCHITECTURE
+from helpers import TINY_TRAINING, TINY_ARCHITECTURE
 
 # The tiny model made deeper and wider, so that both student shapes are smaller than it.
 TEACHER = {**TINY_ARCHITECTURE, "num_hidden_layers": 4, "hidden_size": 64, "num_attention_heads": 4,
            "intermediate_size": 128}
-TRAINING = {"batch_seconds": 4.0, "eval_every": 100, "checkpoint_every": 100, "learning_rate": 1e-3, "warmup_steps": 1}
 
 
 def save_teacher(path, model, processor):
@@ -54,7 +53,7 @@ def context(baseline, corpus=None) -> CompressionContext:
     _, processor = load_pretrained_dir(baseline)
     train, dev = corpus or (None, None)
     return CompressionContext(processor=processor, sample_rate=16000, seed=0, baseline_dir=baseline,
-                              training=dict(TRAINING), train_manifest=train, dev_manifest=dev)
+                              training=dict(TINY_TRAINING), train_manifest=train, dev_manifest=dev)
 
 
 def student_for(ctx: CompressionContext, **params) -> torch.nn.Module:
@@ -204,7 +203,7 @@ def test_compress_distils_fine_tunes_and_round_trips(baseline, tiny_corpus, tmp_
     train, dev = tiny_corpus
     params = {"shape": "deep_thin", "frontend": "fbank", "loss": "reg+disc", "distill_steps": 3}
     variant = Variant.of("distillation", params=params, recovery_steps=2)
-    card = compress(baseline, variant, tmp_path / "v", training=TRAINING, train_manifest=train, dev_manifest=dev,
+    card = compress(baseline, variant, tmp_path / "v", training=TINY_TRAINING, train_manifest=train, dev_manifest=dev,
                     checkpoint_dir=tmp_path / "ckpt", cost_seconds=1.0, cost_repeats=1)
     model, _, loaded_card = load_variant(tmp_path / "v")
     meta = loaded_card["steps_meta"][0]

@@ -14,21 +14,14 @@ from asrcompress.decoding import model_inputs, transcribe
 from asrcompress.errors import ConfigError
 from asrcompress.models import save_model_dir
 
-from helpers import tiny_model
+from helpers import TINY_TRAINING, tiny_model
 
 KINDS = ("signal", "pool", "conv")
 FACTORS = (2, 3, 4)
 LENGTHS = (16000, 12345, 9001)  # three utterances, padded into one batch
-TRAINING = {"batch_seconds": 4.0, "eval_every": 100, "checkpoint_every": 100, "learning_rate": 1e-3, "warmup_steps": 1}
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and on a busy machine extra threads only wait for cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +180,7 @@ def test_recovery_round_trips_through_the_store(baseline, tmp_path, tiny_corpus,
     train, dev = tiny_corpus
     variant = Variant.of("downsampling", factor, {"kind": kind}, recovery_steps=2)
     with caplog.at_level(logging.WARNING, logger="asrcompress.compression.downsampling"):
-        card = compress(baseline, variant, tmp_path / "v", training=TRAINING, train_manifest=train, dev_manifest=dev,
+        card = compress(baseline, variant, tmp_path / "v", training=TINY_TRAINING, train_manifest=train, dev_manifest=dev,
                         checkpoint_dir=tmp_path / "ckpt")  # the store checks the reloaded logits
     model, processor, _ = load_variant(tmp_path / "v")
     assert isinstance(model, DownsampledCTC) and (model.kind, model.factor) == (kind, factor)

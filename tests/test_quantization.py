@@ -15,23 +15,13 @@ from asrcompress.compression.store import build_variant_model, compress, load_va
 from asrcompress.decoding import model_dtype, transcribe
 from asrcompress.errors import ConfigError, PipelineError
 from asrcompress.manifest import read_manifest
-from asrcompress.models import load_pretrained_dir, save_model_dir
+from asrcompress.models import load_pretrained_dir
 from asrcompress.training import load_waves
 
-from helpers import tiny_model
+from helpers import TINY_TRAINING
 
-TRAINING = {"batch_seconds": 4.0, "eval_every": 100, "checkpoint_every": 100, "learning_rate": 1e-3, "warmup_steps": 1}
 FAST_COST = {"cost_seconds": 1.0, "cost_repeats": 1}  # the card's latency is not under test here
 QAT_DEFAULTS = {"include_conv": False, "exclude": ["lm_head"]}
-
-
-@pytest.fixture(scope="module")
-def baseline(tmp_path_factory):
-    torch.manual_seed(0)
-    model, processor = tiny_model()
-    path = tmp_path_factory.mktemp("baseline")
-    save_model_dir(model, processor, path)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -199,7 +189,7 @@ def test_include_conv_quantizes_the_frontend_but_not_the_weight_normed_conv(base
 
 def test_recovery_moves_the_weights_along_the_grid(baseline, qat_variants, tmp_path, tiny_corpus):
     train, dev = tiny_corpus
-    card = compress(baseline, Variant.of("qat", 4, recovery_steps=3), tmp_path / "v", training=TRAINING,
+    card = compress(baseline, Variant.of("qat", 4, recovery_steps=3), tmp_path / "v", training=TINY_TRAINING,
                     train_manifest=train, dev_manifest=dev, checkpoint_dir=tmp_path / "ckpt", **FAST_COST)
     tuned, rounded = linear_weights(load_variant(tmp_path / "v")[0]), linear_weights(qat_variants[4][1])
     assert card["training"] and card["training"][0]["steps"] == 3
@@ -221,7 +211,7 @@ def test_nm_masks_and_the_grid_compose_in_either_order(baseline, tmp_path, tiny_
     for first, then in ((nm, qat), (qat, nm)):
         (variant,) = variants_from_config([{"method": first["method"], "levels": [first["level"]], "then": [then],
                                             "recovery": {"steps": 2}}])
-        card = compress(baseline, variant, tmp_path / variant.id, training=TRAINING, train_manifest=train,
+        card = compress(baseline, variant, tmp_path / variant.id, training=TINY_TRAINING, train_manifest=train,
                         dev_manifest=dev, checkpoint_dir=tmp_path / f"ckpt-{variant.id}", **FAST_COST)
         weights = linear_weights(load_variant(tmp_path / variant.id)[0])
         metas = {key: value for meta in card["steps_meta"] for key, value in meta.items()}

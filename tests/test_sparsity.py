@@ -12,20 +12,10 @@ from asrcompress.compression.sparsity import fits_2of4, nm_mask, nm_prepare
 from asrcompress.compression.store import compress, load_variant
 from asrcompress.decoding import transcribe
 from asrcompress.errors import ConfigError
-from asrcompress.models import ModelSpec, build_model, build_processor, load_pretrained_dir, save_model_dir
+from asrcompress.models import ModelSpec, build_model, build_processor, load_pretrained_dir
 
-from helpers import TINY_ARCHITECTURE, tiny_model
+from helpers import TINY_TRAINING, TINY_ARCHITECTURE, tiny_model
 
-TRAINING = {"batch_seconds": 4.0, "eval_every": 100, "checkpoint_every": 100, "learning_rate": 1e-3, "warmup_steps": 1}
-
-
-@pytest.fixture(scope="module")
-def baseline(tmp_path_factory):
-    torch.manual_seed(0)
-    model, processor = tiny_model()
-    path = tmp_path_factory.mktemp("baseline")
-    save_model_dir(model, processor, path)
-    return path
 
 
 def linears(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -47,7 +37,7 @@ def global_magnitude_mask(weights: dict[str, torch.Tensor], level: float) -> dic
 
 def train_args(tiny_corpus, tmp_path) -> dict:
     train, dev = tiny_corpus
-    return dict(training=TRAINING, train_manifest=train, dev_manifest=dev, checkpoint_dir=tmp_path / "ckpt")
+    return dict(training=TINY_TRAINING, train_manifest=train, dev_manifest=dev, checkpoint_dir=tmp_path / "ckpt")
 
 
 @pytest.mark.parametrize("level, n", [("2:4", 2), ("1:4", 1)])

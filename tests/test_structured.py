@@ -19,12 +19,11 @@ from asrcompress.manifest import read_manifest
 from asrcompress.models import ModelSpec, build_model, load_pretrained_dir, save_model_dir
 from asrcompress.training import load_waves
 
-from helpers import TINY_ARCHITECTURE, tiny_model
+from helpers import TINY_TRAINING, TINY_ARCHITECTURE, tiny_model
 
 # 4 heads of 12 and wav2vec2-base's frontend layout: per-channel GroupNorm in conv layer 0, no norm after.
 WIDE = dict(num_attention_heads=4, feat_extract_norm="group", do_stable_layer_norm=False)
 FAST_COST = {"cost_seconds": 1.0, "cost_repeats": 1}  # the card's timing is not under test here
-TRAINING = {"batch_seconds": 4.0, "eval_every": 100, "checkpoint_every": 100, "learning_rate": 1e-3, "warmup_steps": 1}
 
 
 def wide_model():
@@ -346,7 +345,7 @@ def test_finalize_folds_gate_values_and_removes_closed_units_exactly():
 def test_l0_training_moves_expected_sparsity_to_the_target_and_round_trips(baseline, tmp_path, tiny_corpus):
     train, dev = tiny_corpus
     variant = Variant.of("structured_l0", 0.5, {"reg_learning_rate": 0.2, "target_ramp": 0.0}, recovery_steps=4)
-    card = compress(baseline, variant, tmp_path / "v", training=TRAINING, train_manifest=train, dev_manifest=dev,
+    card = compress(baseline, variant, tmp_path / "v", training=TINY_TRAINING, train_manifest=train, dev_manifest=dev,
                     checkpoint_dir=tmp_path / "ckpt", **FAST_COST)
     l0 = card["steps_meta"][0]["l0"]
     assert l0["final_lambda1"] < 0 and l0["final_lambda2"] > 0  # below target: the multipliers grew

@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 import torch
 
 from asrcompress.training import TrainConfig, batch_stream, length_bucketed_batches, train

@@ -24,11 +24,19 @@ def test_whole_dag_produces_the_table_and_figures(finished_run):
     table = pd.read_csv(finished_run / "results" / "tables" / "wer.csv")
     config = tiny_config()
     n_conditions = 1 + 2 * 2 + 1 + 1
-    assert len(table) == 3 * n_conditions
+    assert len(table) == 4 * n_conditions
     for column in ["model", "method", "level", "condition", "noise", "snr_db", "rt60_s", "wer", "cer", "n_utts",
-                   "n_words", "size_mb", "nonzero_params", "rtf", "wer_ci_low", "wer_ci_high"]:
+                   "n_words", "size_mb", "packed_mb", "nonzero_params", "rtf", "wer_ci_low", "wer_ci_high",
+                   "gmacs_per_s", "cpu_latency_ms", "cpu_rtf", "recovery_steps"]:
         assert column in table.columns, column
-    assert set(table["variant"]) == {"none", "dynamic_int8", "magnitude~0.5"}
+    chained = "structured~0.3+dynamic_int8+ft2"
+    assert set(table["variant"]) == {"none", "dynamic_int8", "magnitude~0.5", chained}
+    per_variant = table.groupby("variant").first()
+    assert (per_variant["cpu_latency_ms"] > 0).all() and (per_variant["gmacs_per_s"] > 0).all()
+    assert per_variant.loc[chained, "gmacs_per_s"] < 0.75 * per_variant.loc["none", "gmacs_per_s"]
+    assert per_variant.loc[chained, "parameters"] < per_variant.loc["none", "parameters"]
+    assert per_variant.loc[chained, "recovery_steps"] == 2 and per_variant.loc["none", "recovery_steps"] == 0
+    assert per_variant.loc["dynamic_int8", "packed_mb"] < 0.6 * per_variant.loc["none", "packed_mb"]  # convs stay fp32
     assert (table["n_utts"] == config["corpus"]["demo"]["splits"]["test"]["n_utterances"]).all()
     noisy = table[table["kind"] == "noise"]
     assert (noisy["snr_db_measured"] - noisy["snr_db"]).abs().max() < 0.1
@@ -36,7 +44,7 @@ def test_whole_dag_produces_the_table_and_figures(finished_run):
     assert sizes["dynamic_int8"] < sizes["none"]
     pruned = table[table["variant"] == "magnitude~0.5"]["nonzero_params"].iloc[0]
     assert pruned < table[table["variant"] == "none"]["nonzero_params"].iloc[0]
-    for figure in ["wer_vs_snr", "wer_per_condition", "wer_vs_sparsity", "wer_vs_size"]:
+    for figure in ["wer_vs_snr", "wer_per_condition", "wer_vs_sparsity", "wer_vs_size", "wer_vs_latency"]:
         assert (finished_run / "results" / "figures" / f"{figure}.png").stat().st_size > 5000
     gallery = finished_run / "results" / "gallery" / "noise+reverb" / "white" / "10" / "0.3"
     assert len(list(gallery.glob("*.png"))) == 2 and len(list(gallery.glob("*.clean.wav"))) == 2

@@ -178,7 +178,16 @@ def variant_params(wildcards):
 
 def variant_training(wildcards):
     """The base training recipe, only for variants that train (so editing it rebuilds only those)."""
-    return config["finetune"] if variant_of(wildcards).needs_training_data else {}
+    return config["finetune"] if variant_of(wildcards).trains else {}
+
+
+def compress_threads(wildcards):
+    """Training variants get the fine-tuning job's threads; the cost is timed on cost.threads either way."""
+    return 8 if variant_of(wildcards).trains else config["cost"]["threads"]
+
+
+def compress_memory(wildcards):
+    return 8000 if variant_of(wildcards).trains else 4000
 
 
 def compress_inputs(wildcards):

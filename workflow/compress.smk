@@ -15,9 +15,9 @@ rule compress:
         sample_rate=config["sample_rate"],
         seed=config["seed"],
         checkpoints="results/checkpoints/{model}/{variant}",
-    threads: config["cost"]["threads"]
+    threads: compress_threads
     resources:
-        mem_mb=4000,
+        mem_mb=compress_memory,
     conda:
         "../envs/asrcompress.yaml"
     log:

@@ -174,7 +174,19 @@ def build_grid(config: dict[str, Any], catalog: Catalog | None = None) -> Grid:
     if fine_tuned and splits and not {"train", "dev"} <= set(splits):
         raise ConfigError("corpus.splits", f"models {', '.join(fine_tuned)} are fine-tuned: give train and dev subsets "
                                            "(or set models.<name>.finetune: false)")
+    if config["corpus"]["kind"] == "catalog":
+        _check_training_splits(variants, set(splits))
     return Grid(models, variants, conditions, splits, banks)
+
+
+def _check_training_splits(variants: list[Variant], splits: set[str]) -> None:
+    """Calibration reads the train split, and any training also evaluates on dev."""
+    for variant in variants:
+        needed = ({"train"} if variant.needs_training_data else set()) | ({"train", "dev"} if variant.trains else set())
+        missing = sorted(needed - splits)
+        if missing:
+            raise ConfigError("corpus.splits", f"variant {variant.id} needs the {' and '.join(missing)} split(s) "
+                                               "(calibration or recovery fine-tuning): add them")
 
 
 def load_config(path: str | Path, schema_path: str | Path) -> tuple[dict[str, Any], Grid]:

@@ -137,6 +137,8 @@ def packed_tensor_bits(tensor: torch.Tensor, layout: PackedLayout = PackedLayout
     """Bits of one tensor in the deployment format; see :func:`packed_bytes`."""
     values = tensor.numel()
     bits = 0
+    if tensor.is_quantized:  # a later int8 conversion stores what it stores, whatever bit grid QAT left
+        layout = dataclasses.replace(layout, value_bits=None)
     if layout.nm is not None:
         n, m = layout.nm
         values = nm_kept_values(tuple(tensor.shape), n, m)
@@ -156,7 +158,8 @@ def packed_bytes(model: torch.nn.Module, steps_meta: list[dict[str, Any]]) -> in
     * every float tensor at its dtype's bits; torch quantized tensors at 8 bits (32 for qint32) plus an
       fp32 scale and an int8 zero point per tensor or per channel;
     * weights a step lists in ``meta["weight_bits"]`` at those bits per value plus one scale of
-      ``meta["scale_bits"]`` (default 16) per output channel (QAT stores floats until deployment);
+      ``meta["scale_bits"]`` (default 16) per output channel (QAT stores floats until deployment),
+      unless a later step converted them to a torch quantized tensor, which counts as such;
     * weights in ``meta["nm_pattern"]`` ("N:M"): only the N kept values per group of M, plus
       ceil(log2 M) index bits per kept value: NVIDIA's 2:4 convention (2 bits per kept value, 4 per
       group) generalised. N:M and ``weight_bits`` combine (2:4 at 4 bits: 4 + 2 bits per kept value);
@@ -284,7 +287,7 @@ def _gpu_forward_ms(model: torch.nn.Module, audio: torch.Tensor, repeats: int,
     try:
         return _forward_times_ms(lambda: copy_on_gpu(input_values=audio), repeats, torch.cuda.synchronize, True)
     finally:
-        del copy_on_gpu
+        copy_on_gpu = None  # released before the cache is emptied
         torch.cuda.empty_cache()
 
 

@@ -158,6 +158,7 @@ def train(
     sample_rate: int,
     augmenter: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
     hooks: TrainHooks | None = None,
+    run_key: Any = None,
 ) -> TrainResult:
     """Fine-tune ``model`` with CTC. Resumes from ``checkpoint_dir`` when a checkpoint of the same
     recipe and data exists, so a killed job loses at most ``checkpoint_every`` steps."""
@@ -175,6 +176,9 @@ def train(
     if config.freeze_feature_encoder and hasattr(model, "freeze_feature_encoder"):
         model.freeze_feature_encoder()
     hooks = hooks or TrainHooks()
+    for group in hooks.param_groups:  # a method's own parameters train even inside a frozen CNN (L0 gates)
+        for parameter in group["params"]:
+            parameter.requires_grad_(True)
     grouped = {id(p) for group in hooks.param_groups for p in group["params"]}
     params = [p for p in model.parameters() if p.requires_grad and id(p) not in grouped]
     optimizer = torch.optim.AdamW([{"params": params}, *hooks.param_groups], lr=config.learning_rate,
@@ -184,7 +188,8 @@ def train(
 
     shapes = {k: list(v.shape) for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)}
     architecture = model.config.to_dict() if hasattr(model, "config") else None
-    run_id = fingerprint(dataclasses.asdict(config), [(u.id, u.text) for u in train_utts], architecture, shapes)
+    # run_key: what else defines the run (a compression recipe and its baseline), so an edit never resumes a stale one
+    run_id = fingerprint(dataclasses.asdict(config), [(u.id, u.text) for u in train_utts], architecture, shapes, run_key)
     checkpoint = Path(checkpoint_dir) / "checkpoint.pt"
     start_step, history = 0, []
     if checkpoint.exists():

@@ -36,7 +36,13 @@ class CompressionContext:
     checkpoint_dir: Path | None = None
     threads: int = 0
     meta: dict[str, Any] = dataclasses.field(default_factory=dict)
+    run_key: str = ""  # the recipe and the baseline: a resumed training must belong to both
     results: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # training results, for the card
+
+    @property
+    def checkpoint_root(self) -> Path:
+        """Where training checkpoints go (the store gives each variant its own folder)."""
+        return Path(self.checkpoint_dir) if self.checkpoint_dir else self.baseline_dir.parent / "recovery-checkpoints"
 
     def teacher(self) -> torch.nn.Module:
         """A fresh, frozen copy of the baseline (distillation targets, calibration references)."""
@@ -69,7 +75,7 @@ class CompressionContext:
             learning_rate=recovery.learning_rate if recovery.learning_rate is not None else base.learning_rate / 10,
             warmup_steps=recovery.warmup_steps if recovery.warmup_steps is not None else max(1, recovery.steps // 10),
             eval_every=min(base.eval_every, recovery.steps),
-            checkpoint_every=min(base.checkpoint_every, recovery.steps),
+            checkpoint_every=min(base.checkpoint_every, max(1, recovery.steps // 4)),  # the last step saves none
             augment={},
         )
 
@@ -79,8 +85,7 @@ class CompressionContext:
         manifest = self._require("recovery fine-tuning")
         if not self.dev_manifest:
             raise PipelineError("recovery fine-tuning needs the dev split, but the compress job was given none")
-        checkpoints = self.checkpoint_dir or self.baseline_dir.parent / "recovery-checkpoints"
-        result = train(model, self.processor, manifest, self.dev_manifest, checkpoints,
-                       config or self.train_config(recovery), self.sample_rate, hooks=hooks)
+        result = train(model, self.processor, manifest, self.dev_manifest, self.checkpoint_root,
+                       config or self.train_config(recovery), self.sample_rate, hooks=hooks, run_key=self.run_key)
         self.results.append(dataclasses.asdict(result))
         return result

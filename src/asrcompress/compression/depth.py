@@ -161,6 +161,7 @@ def prune_evenly(model: torch.nn.Module, level: float, _params: dict[str, Any],
 register(
     Method(
         name="layer_removal",
+        reshapes=True,
         description="keep the first (or last) k Transformer layers (level: layers kept), as Zaiem et al.",
         family="depth",
         prepare=remove_layers,
@@ -173,6 +174,7 @@ register(
 register(
     Method(
         name="layerdrop",
+        reshapes=True,
         description="recovery with LayerDrop at rate p, then keep round(L(1-p)) evenly spaced layers (Fan et al.)",
         family="depth",
         prepare=start_layerdrop,

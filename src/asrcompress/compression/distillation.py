@@ -360,12 +360,10 @@ def distillation_loss(distiller: Distiller, teacher: torch.nn.Module, batch: dic
 
 
 def _phase(ctx: CompressionContext, name: str) -> CompressionContext:
-    """The context with its own checkpoint folder per phase, so a resumed job finds each phase's checkpoint.
-
-    The root repeats ``CompressionContext.fine_tune``'s default; results and meta stay shared.
-    """
-    root = ctx.checkpoint_dir or Path(ctx.baseline_dir).parent / "recovery-checkpoints"
-    return dataclasses.replace(ctx, checkpoint_dir=Path(root) / "distillation" / name)
+    """The context with its own checkpoint folder per phase, so a resumed job finds each phase's checkpoint,
+    and the student's own ``freeze_cnn`` in place of the base recipe's ``freeze_feature_encoder``."""
+    training = {**ctx.training, "freeze_feature_encoder": bool(ctx.meta.get("freeze_cnn", False))}
+    return dataclasses.replace(ctx, checkpoint_dir=ctx.checkpoint_root / "distillation" / name, training=training)
 
 
 def prepare_student(model: torch.nn.Module, _level: Any, params: dict[str, Any],
@@ -397,6 +395,7 @@ def prepare_student(model: torch.nn.Module, _level: Any, params: dict[str, Any],
         loss=params["loss"], cos_weight=params["cos_weight"], disc_weight=params["disc_weight"],
         disc_temperature=params["disc_temperature"], distill_steps=params["distill_steps"],
         distill_learning_rate=params["distill_learning_rate"] or base_lr, ctc_head=params["ctc_head"],
+        freeze_cnn=bool(params["freeze_cnn"]),
         copied_from_teacher=len(copied), teacher_hidden_size=config.hidden_size,
         teacher_parameters=count_parameters(teacher).parameters,
         student_parameters=count_parameters(student).parameters,
@@ -487,6 +486,7 @@ def check(_level: Any, params: dict[str, Any], key: str) -> None:
 
 register(Method(
     name="distillation",
+    reshapes=True,
     description="a smaller student (deep_thin | shallow_wide; CNN or Fbank frontend) regresses the teacher's "
                 "hidden states (L1 + cosine, optionally + a discriminative KL), then learns CTC (recovery steps)",
     family="distillation",

@@ -216,6 +216,7 @@ def _check_kind(_level: Any, params: dict[str, Any], key: str) -> None:
 register(
     Method(
         name="downsampling",
+        reshapes=True,
         description="frame rate / level: waveform resampling (signal), average pooling (pool) or a learned "
                     "strided conv (conv) before the Transformer, as Zaiem et al.",
         family="downsampling",

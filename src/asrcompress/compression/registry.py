@@ -132,6 +132,7 @@ class Method:
     cpu_only: bool = False  # its kernels exist on the CPU only
     check: Callable[[Any, dict, str], None] | None = None  # extra config checks (level with params)
     accelerate: Restructure | None = None  # swaps in GPU kernels (torchao, semi-structured sparse) on CUDA
+    reshapes: bool = False  # removes, renames or wraps modules (or builds a new model): first in a chain only
 
     def parse_level(self, raw: Any, key: str) -> Level | None:
         if self.level is None:
@@ -294,6 +295,11 @@ def _recovery(entry: dict[str, Any] | None, key: str) -> Recovery | None:
 
 def _check_chain(steps: tuple[Step, ...], recovery: Recovery | None, key: str) -> None:
     methods = [get(s.method) for s in steps]
+    for position, method in enumerate(methods[1:], start=1):
+        if method.reshapes:
+            # Earlier steps record per-module state (masks, bit widths, kept units) that a reshape would orphan.
+            raise ConfigError(f"{key}.then[{position - 1}]", f"'{method.name}' changes the model's modules and must "
+                                                            "be the first step of a chain")
     for position, method in enumerate(methods[:-1]):
         if method.training == "never":
             raise ConfigError(f"{key}.then", f"'{method.name}' converts the model for deployment and must be the "

@@ -20,6 +20,7 @@ from ..decoding import model_dtype
 from ..cost import count_parameters, directory_bytes, measure_cost, packed_bytes
 from ..io import atomic_directory, read_json, write_json
 from ..models import load_pretrained_dir, save_model_dir
+from ..training import fingerprint
 from .context import CompressionContext
 from .registry import Variant, get
 
@@ -71,6 +72,7 @@ def compress(
     threads: int = 0,
     cost_seconds: float = 10.0,
     cost_repeats: int = 3,
+    cost_threads: int | None = None,
 ) -> dict[str, Any]:
     """Make ``variant`` from the baseline and write its folder with a card of measured costs.
 
@@ -90,6 +92,8 @@ def compress(
         # One folder per variant: 2:4 and 1:4 masks have equal shapes, so a shared folder could resume the wrong run.
         checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir else Path(f"{out_dir}.checkpoints"), threads=threads,
     )
+    baseline_card = baseline_dir / CARD
+    context.run_key = fingerprint(variant.to_json(), baseline_card.read_text() if baseline_card.exists() else None)
     started = time.time()
     model, metas = build_variant_model(baseline_dir, variant, context)
     seconds = time.time() - started
@@ -125,7 +129,7 @@ def compress(
             sparsity=round(counts.sparsity, 6),
             bytes_on_disk=directory_bytes(staging),
             packed_bytes=packed_bytes(loaded, metas),
-            **measure_cost(loaded, sample_rate, seconds=cost_seconds, threads=threads or torch.get_num_threads(),
+            **measure_cost(loaded, sample_rate, seconds=cost_seconds, threads=cost_threads or threads or torch.get_num_threads(),
                            repeats=cost_repeats, cpu_only=cpu_only,
                            accelerate=lambda gpu_model: accelerate(gpu_model, variant, metas)),
         )

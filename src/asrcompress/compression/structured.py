@@ -858,6 +858,7 @@ _COMMON = {"budget": "macs", "prune": ["conv", "head", "ffn"]}
 
 register(Method(
     name="structured",
+    reshapes=True,
     description="structured pruning of CNN channels, attention heads and FFN units by weight magnitude, greedy "
                 "under a parameter or MAC budget; really removed (Peng et al. 2023)",
     family="structured", prepare=prune_by_importance, restructure=rebuild, level=fraction(0.0, 1.0),
@@ -866,6 +867,7 @@ register(Method(
 
 register(Method(
     name="structured_taylor",
+    reshapes=True,
     description="structured pruning as `structured`, ranked by first-order Taylor importance |w * grad| on "
                 "calibration utterances",
     family="structured", prepare=prune_by_taylor, restructure=rebuild, level=fraction(0.0, 1.0),
@@ -874,6 +876,7 @@ register(Method(
 
 register(Method(
     name="structured_l0",
+    reshapes=True,
     description="HJ-Pruning / DPHuBERT: HardConcrete L0 gates on CNN channels, heads and FFN units learned during "
                 "recovery with a Lagrangian budget, then removed",
     family="structured", prepare=add_gates, train=learn_gates, finalize=remove_gates, restructure=rebuild,
