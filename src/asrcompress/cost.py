@@ -9,7 +9,7 @@ import os
 import statistics
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
@@ -240,6 +240,16 @@ def count_macs(model: torch.nn.Module, input_values: torch.Tensor) -> MacCount:
     per_op = counter.get_flop_counts().get("Global", {})
     attention = sum(flops for op, flops in per_op.items() if "attention" in str(op)) // 2
     return MacCount(dense=counter.get_total_flops() // 2 - attention, attention=attention, quantized=quantized[0])
+
+
+def conv_lengths(samples: int, kernels: Sequence[int], strides: Sequence[int]) -> tuple[int, ...]:
+    """Frames after each layer of a stack of unpadded convolutions (a wav2vec2-style CNN frontend) over
+    ``samples`` input samples; the last is the frame count the encoder sees."""
+    lengths, length = [], samples
+    for kernel, stride in zip(kernels, strides):
+        length = (length - kernel) // stride + 1
+        lengths.append(length)
+    return tuple(lengths)
 
 
 def cost_input(sample_rate: int, seconds: float) -> torch.Tensor:

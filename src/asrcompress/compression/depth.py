@@ -16,7 +16,7 @@ import torch
 
 from ..errors import ConfigError
 from .context import CompressionContext
-from .registry import Method, fraction, integer, level_token, register
+from .registry import Method, fraction, integer, register, require_choice, step_key
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +59,6 @@ def keep_layers(model: torch.nn.Module, kept: list[int]) -> torch.nn.Module:
     return model
 
 
-def _variant_key(method: str, level: Any) -> str:
-    return f"{method}~{level_token(level)}"
-
-
 # ----------------------------------------------------------------------------------------------
 # layer_removal: keep the first (or last) k layers
 
@@ -75,7 +71,7 @@ def remove_layers(model: torch.nn.Module, level: float, params: dict[str, Any],
                   context: CompressionContext) -> torch.nn.Module:
     total, count = layer_count(model), int(level)
     if count > total:
-        raise ConfigError(_variant_key("layer_removal", level),
+        raise ConfigError(step_key("layer_removal", level),
                           f"keeps {count} Transformer layers but the model has only {total}")
     kept = kept_by_position(total, count, params["keep"])
     context.meta.update(layers_before=total, kept_layers=kept)
@@ -83,8 +79,7 @@ def remove_layers(model: torch.nn.Module, level: float, params: dict[str, Any],
 
 
 def _check_keep(_level: Any, params: dict[str, Any], key: str) -> None:
-    if params["keep"] not in KEEP:
-        raise ConfigError(f"{key}.params.keep", f"{params['keep']!r} is not one of {', '.join(KEEP)}")
+    require_choice(params["keep"], KEEP, f"{key}.params.keep")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -134,7 +129,7 @@ def start_layerdrop(model: torch.nn.Module, level: float, _params: dict[str, Any
     """Train with LayerDrop at ``level`` (HF's own, in the encoder's forward, training mode only)."""
     total = layer_count(model)
     if layers_kept(total, level) < 1:
-        raise ConfigError(_variant_key("layerdrop", level), f"keeps no layer of the model's {total}")
+        raise ConfigError(step_key("layerdrop", level), f"keeps no layer of the model's {total}")
     context.meta.update(layers_before=total, layerdrop_before=model.config.layerdrop)
     model.config.layerdrop = float(level)
     encoder = transformer_encoder(model)

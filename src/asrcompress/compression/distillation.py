@@ -22,17 +22,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from ..cost import count_parameters
+from ..cost import conv_lengths, count_parameters
 from ..errors import ConfigError
 from ..training import TrainConfig, TrainHooks
 from .context import CompressionContext
-from .registry import Method, Recovery, register
+from .registry import Method, Recovery, register, require_choice, require_whole
 
 SHAPES = ("deep_thin", "shallow_wide")
 FRONTENDS = ("cnn", "fbank")
@@ -133,13 +132,6 @@ def fbank_frontend_meta(teacher: Any, sample_rate: int) -> dict[str, Any]:
 # The filterbank frontend
 
 
-def conv_frames(samples: int, kernels: list[int], strides: list[int]) -> int:
-    """Frames of a stack of unpadded convolutions (the CNN the fbank frontend stands in for)."""
-    for kernel, stride in zip(kernels, strides):
-        samples = (samples - kernel) // stride + 1
-    return samples
-
-
 class FbankFrontend(torch.nn.Module):
     """Log-Mel filterbanks with ``stack`` consecutive 10 ms frames concatenated per output frame.
 
@@ -169,7 +161,7 @@ class FbankFrontend(torch.nn.Module):
         """``freeze_feature_encoder`` calls this; a filterbank has nothing to freeze."""
 
     def forward(self, input_values: torch.Tensor) -> torch.Tensor:
-        frames = conv_frames(input_values.shape[-1], self.conv_kernel, self.conv_stride)
+        frames = conv_lengths(input_values.shape[-1], self.conv_kernel, self.conv_stride)[-1]
         needed = self.window_length + self.hop * (frames * self.stack - 1)
         audio = input_values.float()
         audio = F.pad(audio, (0, max(0, needed - audio.shape[-1])))[:, :needed]
@@ -459,12 +451,10 @@ def check(_level: Any, params: dict[str, Any], key: str) -> None:
     """What can be checked without the teacher (sizes against its depth and width are checked at prepare)."""
     for name, allowed in (("shape", SHAPES), ("frontend", FRONTENDS), ("loss", LOSSES),
                           ("prediction", PREDICTIONS), ("ctc_head", CTC_HEADS)):
-        if params[name] not in allowed:
-            raise ConfigError(f"{key}.params.{name}", f"{params[name]!r} is not one of {', '.join(allowed)}")
+        require_choice(params[name], allowed, f"{key}.params.{name}")
     for name in (*SIZE_PARAMS, "distill_steps"):
-        value = params[name]
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ConfigError(f"{key}.params.{name}", f"must be a whole number >= 1, got {value!r}")
+        if params[name] is not None:
+            require_whole(params[name], f"{key}.params.{name}")
     if params["hidden_size"] and params["heads"] and params["hidden_size"] % params["heads"]:
         raise ConfigError(f"{key}.params.heads", f"{params['heads']} heads do not divide hidden_size "
                                                  f"{params['hidden_size']}")

@@ -23,10 +23,9 @@ from typing import Any
 
 import torch
 
-from ..errors import ConfigError
 from .context import CompressionContext
 from .depth import transformer_encoder
-from .registry import Method, integer, register
+from .registry import Method, integer, register, require_choice
 
 log = logging.getLogger(__name__)
 
@@ -209,8 +208,7 @@ def record_alignment(model: torch.nn.Module, _level: Any, _params: dict[str, Any
 
 
 def _check_kind(_level: Any, params: dict[str, Any], key: str) -> None:
-    if params["kind"] not in KINDS:
-        raise ConfigError(f"{key}.params.kind", f"{params['kind']!r} is not one of {', '.join(KINDS)}")
+    require_choice(params["kind"], KINDS, f"{key}.params.kind")
 
 
 register(

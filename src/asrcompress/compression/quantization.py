@@ -23,9 +23,9 @@ from typing import Any, Callable, Iterator
 import torch
 import torch.nn.functional as F
 
-from ..errors import ConfigError, PipelineError
+from ..errors import PipelineError
 from .pruning import check_target_params, prunable_weights
-from .registry import Method, integer, register
+from .registry import Method, integer, register, require_whole
 
 log = logging.getLogger(__name__)
 
@@ -218,9 +218,7 @@ def _static_int8_structure(model: torch.nn.Module, _level: Any, _params: dict[st
 
 
 def _check_static_int8(_level: Any, params: dict[str, Any], key: str) -> None:
-    count = params["calibration_utterances"]
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise ConfigError(f"{key}.params.calibration_utterances", f"must be a whole number >= 1, got {count!r}")
+    require_whole(params["calibration_utterances"], f"{key}.params.calibration_utterances")
 
 
 register(

@@ -106,6 +106,30 @@ def level_token(level: Level) -> str:
     return level.replace(":", "of") if isinstance(level, str) else f"{level:g}"
 
 
+def step_key(method: str, level: Level) -> str:
+    """A step's id, ``method~level`` (``layer_removal~4``, ``nm_sparsity~2of4``): what variant ids are
+    made of, and what job-time config errors name, since ``prepare`` does not know the entry's index."""
+    return f"{method}~{level_token(level)}"
+
+
+# ----------------------------------------------------------------------------------------------
+# Config values: checks the methods' ``check`` functions share
+
+
+def require_whole(value: Any, key: str, minimum: int = 1) -> int:
+    """``value`` itself, if it is an int (not a bool) >= ``minimum``; else a ConfigError naming ``key``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(key, f"must be a whole number >= {minimum}, got {value!r}")
+    return value
+
+
+def require_choice(value: Any, choices: tuple[Any, ...], key: str, hint: str = "") -> Any:
+    """``value`` itself, if it is one of ``choices``; else a ConfigError naming ``key`` (``hint`` appended)."""
+    if value not in choices:
+        raise ConfigError(key, f"{value!r} is not one of {', '.join(map(str, choices))}{hint}")
+    return value
+
+
 # ----------------------------------------------------------------------------------------------
 # Methods
 
@@ -201,7 +225,7 @@ class Step:
     @property
     def id(self) -> str:
         base = self.name or self.method
-        return base if self.level is None else f"{base}~{level_token(self.level)}"
+        return base if self.level is None else step_key(base, self.level)
 
     @property
     def param_dict(self) -> dict[str, Any]:
@@ -287,9 +311,7 @@ def _recovery(entry: dict[str, Any] | None, key: str) -> Recovery | None:
     unknown = sorted(set(entry) - {"steps", "learning_rate", "warmup_steps"})
     if unknown:
         raise ConfigError(f"{key}.{unknown[0]}", "unknown key (recovery takes steps, learning_rate, warmup_steps)")
-    steps = entry.get("steps")
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-        raise ConfigError(f"{key}.steps", f"must be a whole number >= 1, got {steps!r}")
+    steps = require_whole(entry.get("steps"), f"{key}.steps")
     return Recovery(steps, entry.get("learning_rate"), entry.get("warmup_steps"))
 
 

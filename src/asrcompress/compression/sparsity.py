@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError
 from .pruning import check_target_params, keep_mask, prunable_weights, remove_masks
-from .registry import Method, level_token, nm_pattern, register
+from .registry import Method, nm_pattern, register, step_key
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def nm_mask(weight: torch.Tensor, n: int, m: int) -> torch.Tensor:
 
 def _step_key(level: Any) -> str:
     """Where the config error points: the entry, named by its variant id (prepare has no index)."""
-    return f"compression[nm_sparsity~{level_token(str(level))}]"
+    return f"compression[{step_key('nm_sparsity', str(level))}]"
 
 
 def _targets(model: torch.nn.Module, m: int, params: dict[str, Any], key: str) -> list[tuple[str, torch.nn.Module]]:

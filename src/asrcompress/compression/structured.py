@@ -37,9 +37,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..cost import count_parameters
+from ..cost import conv_lengths, cost_input, count_parameters
 from ..errors import ConfigError
-from .registry import Method, Recovery, fraction, register
+from .registry import Method, Recovery, fraction, register, require_choice, require_whole
 
 if TYPE_CHECKING:
     from .context import CompressionContext
@@ -405,14 +405,6 @@ def _affine(norm: nn.Module | None) -> bool:
     return norm is not None and getattr(norm, "weight", None) is not None
 
 
-def _conv_lengths(samples: int, kernels: Sequence[int], strides: Sequence[int]) -> tuple[int, ...]:
-    lengths, length = [], samples
-    for kernel, stride in zip(kernels, strides):
-        length = (length - kernel) // stride + 1
-        lengths.append(length)
-    return tuple(lengths)
-
-
 @dataclasses.dataclass(frozen=True)
 class CostModel:
     """Parameters and multiply-accumulates of one forward pass over ``samples`` samples, from kept sizes.
@@ -445,7 +437,7 @@ class CostModel:
         config = model.config
         kernels = tuple(int(b.conv.kernel_size[0]) for b in blocks)
         strides = tuple(int(b.conv.stride[0]) for b in blocks)
-        lengths = _conv_lengths(samples, kernels, strides)
+        lengths = conv_lengths(samples, kernels, strides)
         layers = encoder_layers(model)
         attentions = [layer.attention for layer in layers if not isinstance(layer.attention, EmptyAttention)]
         ffns = [layer.feed_forward for layer in layers if not isinstance(layer.feed_forward, EmptyFeedForward)]
@@ -630,8 +622,7 @@ def prune_by_taylor(model: nn.Module, level: float, params: dict[str, Any], ctx:
 
 
 def _check_kinds_and_budget(params: dict[str, Any], key: str) -> None:
-    if params["budget"] not in BUDGETS:
-        raise ConfigError(f"{key}.params.budget", f"{params['budget']!r} is not one of {', '.join(BUDGETS)}")
+    require_choice(params["budget"], BUDGETS, f"{key}.params.budget")
     prune = params["prune"]
     if isinstance(prune, str) or not isinstance(prune, (list, tuple)) or not prune:
         raise ConfigError(f"{key}.params.prune", f"give a non-empty list of structure kinds ({', '.join(KINDS)})")
@@ -644,18 +635,14 @@ def _check_kinds_and_budget(params: dict[str, Any], key: str) -> None:
 
 def check_structured(_level: Any, params: dict[str, Any], key: str) -> None:
     _check_kinds_and_budget(params, key)
-    if params["importance"] not in MAGNITUDES:
-        hint = " (Taylor importance reads calibration data: use method structured_taylor)" \
-            if params["importance"] == "taylor" else ""
-        raise ConfigError(f"{key}.params.importance",
-                          f"{params['importance']!r} is not one of {', '.join(MAGNITUDES)}{hint}")
+    hint = " (Taylor importance reads calibration data: use method structured_taylor)" \
+        if params["importance"] == "taylor" else ""
+    require_choice(params["importance"], MAGNITUDES, f"{key}.params.importance", hint)
 
 
 def check_taylor(_level: Any, params: dict[str, Any], key: str) -> None:
     _check_kinds_and_budget(params, key)
-    count = params["calibration_utterances"]
-    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-        raise ConfigError(f"{key}.params.calibration_utterances", f"must be a whole number >= 1, got {count!r}")
+    require_whole(params["calibration_utterances"], f"{key}.params.calibration_utterances")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -809,7 +796,7 @@ def learn_gates(model: nn.Module, ctx: "CompressionContext", recovery: Recovery 
 
 @torch.no_grad()
 def _probe_logits(model: nn.Module) -> torch.Tensor:
-    audio = torch.randn(1, 16000, generator=torch.Generator().manual_seed(0))
+    audio = cost_input(16000, 1.0)
     return model(input_values=audio.to(next(model.parameters()).device)).logits.float().cpu()
 
 
