@@ -162,6 +162,30 @@ def _save_baseline(spec: ModelSpec, folder: Path) -> tuple[Path, Any]:
 
 # ---------------------------------------------------------------- variants
 
+# Real LibriSpeech utterances beside the repository calibrate static int8 (speed does not depend on which).
+SHARED_SPEECH = REPO.parent / "shared" / "data" / "speech" / "transcripts.tsv"
+CALIBRATION = ""  # the manifest main() writes from SHARED_SPEECH, when it exists
+
+
+def _write_calibration_manifest(folder: Path) -> str:
+    import csv
+
+    import soundfile as sf
+
+    from asrcompress.manifest import Utterance, write_manifest
+
+    if not SHARED_SPEECH.exists():
+        return ""
+    with open(SHARED_SPEECH, encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    root = SHARED_SPEECH.parent.parent
+    utterances = [Utterance(r["utt_id"], str(root / r["path"]), sf.info(str(root / r["path"])).duration, "librispeech",
+                            r["text"]) for r in rows]
+    folder.mkdir(parents=True, exist_ok=True)
+    write_manifest(folder / "calibration.jsonl", utterances)
+    return str(folder / "calibration.jsonl")
+
+
 
 def _variant(candidate: Candidate, model_config: Any) -> Variant:
     """The candidate as the pipeline would parse it from a config entry (level and params checked)."""
@@ -170,8 +194,8 @@ def _variant(candidate: Candidate, model_config: Any) -> Variant:
         method = get(candidate.method, f"{key}.method")
     except PipelineError as err:
         raise Skipped("not registered yet") from err
-    if method.needs_data:
-        raise Skipped("prepare reads calibration data, which a speed benchmark is not given")
+    if method.needs_data and not CALIBRATION:
+        raise Skipped(f"prepare reads calibration data and {SHARED_SPEECH} is missing")
     try:
         level = method.parse_level(candidate.level_for(model_config), f"{key}.levels")
         params = method.resolve_params(candidate.params, f"{key}.params")
@@ -187,7 +211,7 @@ def _build(candidate: Candidate, model_config: Any, baseline: Path, processor: A
     """(variant, model in memory, step metas), as ``store.compress`` builds them, without data."""
     variant = _variant(candidate, model_config)
     context = CompressionContext(processor=processor, sample_rate=RATE, seed=SEED, baseline_dir=baseline,
-                                 threads=threads)
+                                 threads=threads, train_manifest=CALIBRATION or None)
     try:
         model, metas = build_variant_model(baseline, variant, context)
     except PipelineError as err:  # a method's own training, or its finalize, asked for data
@@ -312,6 +336,8 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     results: dict[str, ShapeResult] = {}
     with tempfile.TemporaryDirectory() as tmp:
+        global CALIBRATION
+        CALIBRATION = _write_calibration_manifest(Path(tmp) / "calibration")
         for shape, spec in _shapes(args.shapes.split(",")).items():
             results[shape] = _benchmark_shape(spec, Path(tmp) / shape, args, lambda line: print(line, flush=True))
     load_after = os.getloadavg()[0]
