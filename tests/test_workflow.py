@@ -44,7 +44,7 @@ def test_whole_dag_produces_the_table_and_figures(finished_run):
     assert sizes["dynamic_int8"] < sizes["none"]
     pruned = table[table["variant"] == "magnitude~0.5"]["nonzero_params"].iloc[0]
     assert pruned < table[table["variant"] == "none"]["nonzero_params"].iloc[0]
-    for figure in ["wer_vs_snr", "wer_per_condition", "wer_vs_sparsity", "wer_vs_size", "wer_vs_latency"]:
+    for figure in ["wer_vs_snr", "wer_per_condition", "wer_vs_sparsity", "wer_vs_size", "wer_vs_gmacs", "wer_vs_latency"]:
         assert (finished_run / "results" / "figures" / f"{figure}.png").stat().st_size > 5000
     gallery = finished_run / "results" / "gallery" / "noise+reverb" / "white" / "10" / "0.3"
     assert len(list(gallery.glob("*.png"))) == 2 and len(list(gallery.glob("*.clean.wav"))) == 2

@@ -44,7 +44,7 @@ wildcard_constraints:
 
 
 # The keys of asrcompress.plots.FIGURES, not imported: matplotlib would slow every dry run.
-FIGURES = ["wer_vs_snr", "wer_per_condition", "wer_vs_sparsity", "wer_vs_size", "wer_vs_latency"]
+FIGURES = ["wer_vs_snr", "wer_per_condition", "wer_vs_sparsity", "wer_vs_size", "wer_vs_gmacs", "wer_vs_latency"]
 
 
 def cells():

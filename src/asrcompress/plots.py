@@ -123,6 +123,10 @@ def wer_vs_size(table: pd.DataFrame, path: str | os.PathLike[str]) -> None:
     wer_vs_cost(table, path, "packed_mb", "packed weight size (MB: bits, scales and N:M metadata counted)")
 
 
+def wer_vs_gmacs(table: pd.DataFrame, path: str | os.PathLike[str]) -> None:
+    wer_vs_cost(table, path, "gmacs_per_s", "compute (GMACs per second of audio)")
+
+
 def wer_vs_latency(table: pd.DataFrame, path: str | os.PathLike[str]) -> None:
     wer_vs_cost(table, path, "cpu_latency_ms", "CPU latency (ms per fixed input)")
 
@@ -132,6 +136,7 @@ FIGURES = {
     "wer_per_condition": wer_per_condition,
     "wer_vs_sparsity": wer_vs_sparsity,
     "wer_vs_size": wer_vs_size,
+    "wer_vs_gmacs": wer_vs_gmacs,
     "wer_vs_latency": wer_vs_latency,
 }
 
