@@ -25,7 +25,7 @@ BAD_CONFIGS = {
     "wrong-type": (lambda c: c["finetune"].update(steps="many"), "finetune.steps"),
     "snr-as-text": (lambda c: c["conditions"]["noise"].update(snr_db=[20, "ten"]), "conditions.noise.snr_db[1]"),
     "empty-variants": (lambda c: c.update(compression=[]), "compression"),
-    "unknown-method": (lambda c: c["compression"].append({"method": "svd"}), "compression[3].method"),
+    "unknown-method": (lambda c: c["compression"].append({"method": "svd"}), "compression[4].method"),
     "unknown-noise": (lambda c: c["conditions"]["noise"].update(types=["traffic"]), "conditions"),
     "snr-too-low": (lambda c: c["conditions"]["noise"].update(snr_db=[20, -25]), "conditions.noise.snr_db[1]"),
     "snr-too-high": (lambda c: c["conditions"]["noise_reverb"].update(snr_db=[65]), "conditions.noise_reverb.snr_db[0]"),
