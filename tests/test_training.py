@@ -60,3 +60,23 @@ def test_matched_training_noise_is_seeded_and_at_the_requested_snr(librispeech_w
     snr = 10 * np.log10(np.sum(speech.astype(np.float64) ** 2) / np.sum(noise.astype(np.float64) ** 2))
     assert abs(snr - 10) < 1.0
     assert not np.array_equal(first, augment(speech, np.random.default_rng(4)))
+
+
+def test_spec_augment_masks_do_not_depend_on_numpy_global_state(tiny_corpus, tmp_path):
+    """transformers draws SpecAugment masks from NumPy's global generator: training must not inherit it."""
+    from asrcompress.models import ModelSpec, build_model, build_processor
+
+    from helpers import TINY_ARCHITECTURE
+
+    weights = []
+    for numpy_state in (1, 2):
+        torch.manual_seed(0)
+        np.random.seed(numpy_state)
+        processor = build_processor()
+        model = build_model(ModelSpec("masked", "scratch", architecture={**TINY_ARCHITECTURE, "mask_time_prob": 0.5,
+                                                                         "mask_time_length": 2}), processor)
+        config = TrainConfig(steps=3, batch_seconds=4.0, learning_rate=1e-3, warmup_steps=1, eval_every=100,
+                             checkpoint_every=100, seed=0, threads=1)
+        train(model, processor, *tiny_corpus, tmp_path / f"ckpt{numpy_state}", config, 16000)
+        weights.append(model.state_dict())
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

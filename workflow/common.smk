@@ -55,9 +55,9 @@ def cells():
 # report.name keeps the tables and figures of several experiments on one results/ tree apart
 # (variants, conditions and the fine-tuned models they share are built once).
 REPORT_NAME = config["report"]["name"]
-TABLE = "/".join(filter(None, ["results/tables", REPORT_NAME, "wer.csv"]))
-FIGURE_DIR = "/".join(filter(None, ["results/figures", REPORT_NAME]))
-REPORT_LOGS = "/".join(filter(None, ["report", REPORT_NAME]))
+TABLE = os.path.join("results", "tables", REPORT_NAME, "wer.csv") if REPORT_NAME else "results/tables/wer.csv"
+FIGURE_DIR = os.path.join("results", "figures", REPORT_NAME) if REPORT_NAME else "results/figures"
+REPORT_LOGS = os.path.join("report", REPORT_NAME) if REPORT_NAME else "report"
 
 
 def final_outputs():

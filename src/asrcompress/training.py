@@ -214,6 +214,9 @@ def train(
     dev_wer = dev_cer = float("nan")
     stream = batch_stream(lengths, max_samples, config.seed, start_step)
     for step in range(start_step, config.steps):
+        # transformers draws SpecAugment masks from NumPy's global generator: seed it per step, so runs
+        # (and resumed runs) are identical whether or not noise augmentation reseeds it
+        np.random.seed(int(np.random.SeedSequence([config.seed, step]).generate_state(1)[0]))
         index = next(stream)
         waves = [train_waves[i] for i in index]
         if augmenter is not None:
