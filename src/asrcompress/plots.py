@@ -41,7 +41,9 @@ def _percent(table: pd.DataFrame) -> pd.DataFrame:
 def _variant_palette(table: pd.DataFrame) -> dict[str, tuple[float, float, float]]:
     """One colour per variant, in config order, shared by every figure."""
     variants = list(dict.fromkeys(table["variant"]))
-    return dict(zip(variants, sns.color_palette(n_colors=len(variants))))
+    # The default palette repeats after 10 colours; a method comparison has more variants than that.
+    palette = sns.color_palette(n_colors=len(variants)) if len(variants) <= 10 else sns.color_palette("husl", len(variants))
+    return dict(zip(variants, palette))
 
 
 def wer_vs_snr(table: pd.DataFrame, path: str | os.PathLike[str]) -> None:
