@@ -39,7 +39,7 @@ import torch  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "src")]
 
-from machine import cpu_name  # noqa: E402
+from reporting import cpu_name, publish  # noqa: E402
 from asrcompress.acoustics import rir_metrics  # noqa: E402
 from asrcompress.banks import Bank  # noqa: E402
 from asrcompress.conditions import Condition, build_condition, corrupt, utterance_rng  # noqa: E402
@@ -148,10 +148,7 @@ def main() -> None:
         + f"\n\nGoal: >= {GOAL_X_REAL_TIME}x real time per core for noise+reverb in memory; current: {reached:.0f}x "
         + ("(met).\n" if reached >= GOAL_X_REAL_TIME else "(not met).\n")
     )
-    out = REPO / "benchmarks" / "results" / "augment.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(table)
-    print(table)
+    publish(table, REPO / "benchmarks" / "results" / "augment.md")
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "src")]
 
-from machine import cpu_name  # noqa: E402
+from reporting import cpu_name, publish  # noqa: E402
 from asrcompress.compression.context import CompressionContext  # noqa: E402
 from asrcompress.compression.registry import Variant, get  # noqa: E402
 from asrcompress.compression.store import build_variant_model  # noqa: E402
@@ -367,9 +367,7 @@ def main() -> None:
         + "\n\n"
         + _skipped(results)
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(report)
-    print(report)
+    publish(report, args.out)
 
 
 if __name__ == "__main__":

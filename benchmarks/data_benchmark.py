@@ -26,6 +26,7 @@ from asrcompress.corpora.librispeech import prepare_librispeech  # noqa: E402
 from asrcompress.download import RemoteFile, download, extract_archive  # noqa: E402
 from fake_corpora import make_librispeech  # noqa: E402
 from http_server import LoopbackServer  # noqa: E402
+from reporting import publish  # noqa: E402
 
 SHARED_DATA = Path(os.environ.get("ASRCOMPRESS_SHARED_DATA", REPO.parent / "shared" / "data"))
 
@@ -96,10 +97,7 @@ def main() -> None:
         rows.append((f"prepare its manifest ({args.utterances} utterances, durations from headers)",
                      f"{prepare:.1f} s ({args.utterances / prepare:.0f} utterances/s)"))
     table = "| step | time |\n|---|---|\n" + "\n".join(f"| {step} | {value} |" for step, value in rows) + "\n"
-    out = REPO / "benchmarks" / "results" / "data.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(table)
-    print(table)
+    publish(table, REPO / "benchmarks" / "results" / "data.md")
 
 
 if __name__ == "__main__":

@@ -35,10 +35,15 @@ def _needs_restructure(variant: Variant) -> bool:
 
 
 def build_variant_model(
-    baseline_dir: str | os.PathLike[str], variant: Variant, context: CompressionContext
+    baseline_dir: str | os.PathLike[str], variant: Variant, context: CompressionContext,
+    model: torch.nn.Module | None = None,
 ) -> tuple[torch.nn.Module, list[dict[str, Any]]]:
-    """The compressed model in memory and each step's metadata: prepare, train, finalize."""
-    model, _ = load_pretrained_dir(baseline_dir)
+    """The compressed model in memory and each step's metadata: prepare, train, finalize.
+
+    ``model`` is the baseline already loaded (it is changed in place); by default it is read from the folder.
+    """
+    if model is None:
+        model, _ = load_pretrained_dir(baseline_dir)
     model.eval()
     metas: list[dict[str, Any]] = []
     for step in variant.steps:
@@ -84,8 +89,8 @@ def compress(
     if threads:
         torch.set_num_threads(threads)
     baseline_dir = Path(baseline_dir)
-    _, processor = load_pretrained_dir(baseline_dir)
-    before = count_parameters(load_pretrained_dir(baseline_dir)[0])
+    baseline, processor = load_pretrained_dir(baseline_dir)
+    before = count_parameters(baseline)
     context = CompressionContext(
         processor=processor, sample_rate=sample_rate, seed=seed, baseline_dir=baseline_dir, training=dict(training or {}),
         train_manifest=train_manifest, dev_manifest=dev_manifest,
@@ -95,7 +100,7 @@ def compress(
     baseline_card = baseline_dir / CARD
     context.run_key = fingerprint(variant.to_json(), baseline_card.read_text() if baseline_card.exists() else None)
     started = time.time()
-    model, metas = build_variant_model(baseline_dir, variant, context)
+    model, metas = build_variant_model(baseline_dir, variant, context, baseline)
     seconds = time.time() - started
     cpu_only = any(get(s.method).cpu_only for s in variant.steps)
     with atomic_directory(out_dir) as staging:

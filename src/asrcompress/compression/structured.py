@@ -843,30 +843,28 @@ def check_l0(_level: Any, params: dict[str, Any], key: str) -> None:
 
 _COMMON = {"budget": "macs", "prune": ["conv", "head", "ffn"]}
 
-register(Method(
-    name="structured",
-    reshapes=True,
-    description="structured pruning of CNN channels, attention heads and FFN units by weight magnitude, greedy "
-                "under a parameter or MAC budget; really removed (Peng et al. 2023)",
-    family="structured", prepare=prune_by_importance, restructure=rebuild, level=fraction(0.0, 1.0),
-    params={**_COMMON, "importance": "l2"}, check=check_structured,
-))
 
-register(Method(
-    name="structured_taylor",
-    reshapes=True,
-    description="structured pruning as `structured`, ranked by first-order Taylor importance |w * grad| on "
-                "calibration utterances",
-    family="structured", prepare=prune_by_taylor, restructure=rebuild, level=fraction(0.0, 1.0),
-    params={**_COMMON, "calibration_utterances": 16}, needs_data=True, check=check_taylor,
-))
+def _register(name: str, description: str, params: dict[str, Any], **fields: Any) -> None:
+    """The three share what makes them structured: a budget fraction, the surgery, and its replay on load."""
+    register(Method(name=name, description=description, family="structured", reshapes=True, restructure=rebuild,
+                    level=fraction(0.0, 1.0), params={**_COMMON, **params}, **fields))
 
-register(Method(
-    name="structured_l0",
-    reshapes=True,
-    description="HJ-Pruning / DPHuBERT: HardConcrete L0 gates on CNN channels, heads and FFN units learned during "
-                "recovery with a Lagrangian budget, then removed",
-    family="structured", prepare=add_gates, train=learn_gates, finalize=remove_gates, restructure=rebuild,
-    level=fraction(0.0, 1.0), params={**_COMMON, "reg_learning_rate": 0.02, "target_ramp": 0.1},
+
+_register(
+    "structured",
+    "structured pruning of CNN channels, attention heads and FFN units by weight magnitude, greedy under a "
+    "parameter or MAC budget; really removed (Peng et al. 2023)",
+    {"importance": "l2"}, prepare=prune_by_importance, check=check_structured,
+)
+_register(
+    "structured_taylor",
+    "structured pruning as `structured`, ranked by first-order Taylor importance |w * grad| on calibration utterances",
+    {"calibration_utterances": 16}, prepare=prune_by_taylor, needs_data=True, check=check_taylor,
+)
+_register(
+    "structured_l0",
+    "HJ-Pruning / DPHuBERT: HardConcrete L0 gates on CNN channels, heads and FFN units learned during recovery "
+    "with a Lagrangian budget, then removed",
+    {"reg_learning_rate": 0.02, "target_ramp": 0.1}, prepare=add_gates, train=learn_gates, finalize=remove_gates,
     training="required", check=check_l0,
-))
+)

@@ -1,4 +1,4 @@
-"""What a benchmark table says about the machine it was measured on."""
+"""What every benchmark table needs: the machine it was measured on, and a place in benchmarks/results/."""
 
 from __future__ import annotations
 
@@ -13,3 +13,10 @@ def cpu_name() -> str:
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return platform.processor() or "unknown CPU"
+
+
+def publish(text: str, out: Path) -> None:
+    """Write the table (creating benchmarks/results/ if needed) and show it."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(text)
