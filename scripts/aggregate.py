@@ -4,9 +4,11 @@ from asrcompress.tables import ResultFiles, aggregate
 logs.to_file(snakemake.log[0])
 i = snakemake.input
 cells = [
-    ResultFiles(model, variant, condition, score, timing, f"{variant_dir}/card.json", f"{condition_dir}/summary.json")
-    for (model, variant, condition), score, timing, variant_dir, condition_dir in zip(
-        snakemake.params.cells, i.scores, i.timings, i.variants, i.conditions
+    ResultFiles(model, variant, decoder, condition, score, utterances, timing, f"{variant_dir}/card.json",
+                f"{condition_dir}/summary.json")
+    for (model, variant, decoder, condition), score, utterances, timing, variant_dir, condition_dir in zip(
+        snakemake.params.cells, i.scores, i.utterances, i.timings, i.variants, i.conditions
     )
 ]
-aggregate(cells, snakemake.output[0])
+aggregate(cells, snakemake.output[0], baseline=snakemake.params.baseline,
+          n_resamples=snakemake.params.bootstrap_resamples, seed=snakemake.params.seed)

@@ -1,4 +1,5 @@
 # Config -> job grid, and the input/params functions the rules share.
+import dataclasses
 import os
 import re
 import sys
@@ -36,6 +37,8 @@ wildcard_constraints:
     noise="white|pink|brown|babble",
     rt60=r"[0-9.]+",
     figure=r"[a-z_]+",
+    decoder=one_of(d.name for d in GRID.decoders),
+    lm=one_of(GRID.language_models),
     bank_kind="noise|rir",
     bank=one_of(GRID.corpus_banks),
     dataset=one_of(a.dataset for a in GRID.archives),
@@ -44,25 +47,38 @@ wildcard_constraints:
 
 
 # The keys of asrcompress.plots.FIGURES, not imported: matplotlib would slow every dry run.
-FIGURES = ["wer_vs_snr", "wer_per_condition", "wer_vs_sparsity", "wer_vs_size", "wer_vs_gmacs", "wer_vs_latency"]
+FIGURES = ["wer_vs_snr", "wer_per_condition", "wer_by_condition_kind", "wer_vs_sparsity", "wer_vs_gmacs", "rel_wer_vs_size", "distillation", "degradation_heatmap", "pareto_latency"]
+DECODERS = [d.name for d in GRID.decoders]
 
 
 def cells():
-    """(model, variant id, condition id) for every decode/score job."""
-    return [(m, v.id, c.id) for m in GRID.models for v in GRID.variants for c in GRID.conditions]
+    """(model, variant id, decoder, condition id) for every scored test set."""
+    return [(m, v.id, d, c.id) for m in GRID.models for v in GRID.variants for d in DECODERS for c in GRID.conditions]
 
 
 # report.name keeps the tables and figures of several experiments on one results/ tree apart
 # (variants, conditions and the fine-tuned models they share are built once).
 REPORT_NAME = config["report"]["name"]
-TABLE = os.path.join("results", "tables", REPORT_NAME, "wer.csv") if REPORT_NAME else "results/tables/wer.csv"
+TABLE_DIR = os.path.join("results", "tables", REPORT_NAME) if REPORT_NAME else "results/tables"
+TABLE = os.path.join(TABLE_DIR, "wer.csv")
 FIGURE_DIR = os.path.join("results", "figures", REPORT_NAME) if REPORT_NAME else "results/figures"
 REPORT_LOGS = os.path.join("report", REPORT_NAME) if REPORT_NAME else "report"
+RESULTS_MD = f"results/RESULTS.{REPORT_NAME}.md" if REPORT_NAME else "results/RESULTS.md"
+STUDY_TABLES = config["report"]["tables"]
+# The report groups everything by experiment, then by stage.
+REPORT_CATEGORY = config["report"]["title"] or REPORT_NAME or "demo"
 
 
 def final_outputs():
     galleries = [f"results/gallery/{c.id}" for c in GRID.conditions] if config["report"]["gallery_examples"] else []
-    return [TABLE, *expand("{dir}/{figure}.png", dir=FIGURE_DIR, figure=FIGURES), *galleries]
+    return [
+        TABLE,
+        RESULTS_MD,
+        f"{TABLE_DIR}/config.yaml",
+        *expand("{dir}/{layout}.md", dir=TABLE_DIR, layout=STUDY_TABLES),
+        *expand("{dir}/{figure}.{ext}", dir=FIGURE_DIR, figure=FIGURES, ext=["png", "pdf"]),
+        *galleries,
+    ]
 
 
 def demo_split_params(wildcards):
@@ -201,10 +217,30 @@ def compress_inputs(wildcards):
     return inputs
 
 
+def decode_outputs(wildcards):
+    return {d: f"results/hyps/{wildcards.model}/{wildcards.variant}/{d}/{wildcards.condition}.jsonl" for d in DECODERS}
+
+
+def decode_lm_inputs(wildcards):
+    """The ARPA file of every language model a decoder uses."""
+    return {name: f"results/lm/{name}/lm.arpa" for name in GRID.language_models}
+
+
+def language_model_params(wildcards):
+    spec = GRID.language_models[wildcards.lm]
+    return {"spec": dataclasses.asdict(spec), "lmplz": config["decode"]["lmplz"]}
+
+
+def lm_training_inputs(wildcards):
+    """Only a language model estimated from the training transcripts reads the train split."""
+    return {"train": "results/data/train"} if GRID.language_models[wildcards.lm].source == "train" else {}
+
+
 def aggregate_inputs(wildcards):
     return {
-        "scores": [f"results/scores/{m}/{v}/{c}.json" for m, v, c in cells()],
-        "timings": [f"results/hyps/{m}/{v}/{c}.timing.json" for m, v, c in cells()],
-        "variants": [f"results/variants/{m}/{v}" for m, v, c in cells()],
-        "conditions": [f"results/conditions/{c}" for m, v, c in cells()],
+        "scores": [f"results/scores/{m}/{v}/{d}/{c}.json" for m, v, d, c in cells()],
+        "utterances": [f"results/scores/{m}/{v}/{d}/{c}.utts.tsv" for m, v, d, c in cells()],
+        "timings": [f"results/timings/{m}/{v}/{c}.json" for m, v, d, c in cells()],
+        "variants": [f"results/variants/{m}/{v}" for m, v, d, c in cells()],
+        "conditions": [f"results/conditions/{c}" for m, v, d, c in cells()],
     }

@@ -1,17 +1,19 @@
-# Stage 5: greedy CTC decoding of every (variant, condition) pair.
+# Stage 5: CTC decoding of every (variant, condition) pair, every configured decoder from one forward pass.
 
 
 rule decode:
-    """Transcribe one condition's test set with one variant; records the real-time factor."""
+    """Transcribe one condition's test set with one variant (greedy and/or LM beam search); records timings."""
     input:
+        unpack(decode_lm_inputs),
         variant="results/variants/{model}/{variant}",
         condition="results/conditions/{condition}",
     output:
-        hyps="results/hyps/{model}/{variant}/{condition}.jsonl",
-        timing="results/hyps/{model}/{variant}/{condition}.timing.json",
+        **{f"hyps_{d}": f"results/hyps/{{model}}/{{variant}}/{d}/{{condition}}.jsonl" for d in DECODERS},
+        timing="results/timings/{model}/{variant}/{condition}.json",
     params:
         batch_seconds=config["decode"]["batch_seconds"],
         sample_rate=config["sample_rate"],
+        decoders=[d.to_json() for d in GRID.decoders],
     threads: 1
     resources:
         mem_mb=2000,

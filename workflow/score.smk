@@ -1,21 +1,25 @@
-# Stage 6: WER/CER with S/D/I and bootstrap confidence intervals.
+# Stage 6: WER/CER with S/D/I, bootstrap confidence intervals, sclite files and alignments.
 
 
 rule score:
-    """Score one decoded test set: summary JSON and per-utterance TSV (worst first)."""
+    """Score one decoded test set: summary JSON (overall and per corpus subset), per-utterance TSV worst first,
+    sclite-compatible ref/hyp trn files, and per-utterance alignments (.pra, worst first)."""
     input:
-        hyps="results/hyps/{model}/{variant}/{condition}.jsonl",
+        hyps="results/hyps/{model}/{variant}/{decoder}/{condition}.jsonl",
     output:
-        summary="results/scores/{model}/{variant}/{condition}.json",
-        utterances="results/scores/{model}/{variant}/{condition}.utts.tsv",
+        summary="results/scores/{model}/{variant}/{decoder}/{condition}.json",
+        utterances="results/scores/{model}/{variant}/{decoder}/{condition}.utts.tsv",
+        ref_trn="results/scores/{model}/{variant}/{decoder}/{condition}.ref.trn",
+        hyp_trn="results/scores/{model}/{variant}/{decoder}/{condition}.hyp.trn",
+        alignments="results/scores/{model}/{variant}/{decoder}/{condition}.pra",
     params:
         bootstrap_resamples=config["score"]["bootstrap_resamples"],
         seed=config["seed"],
     conda:
         "../envs/asrcompress.yaml"
     log:
-        "logs/score/{model}/{variant}/{condition}.log",
+        "logs/score/{model}/{variant}/{decoder}/{condition}.log",
     benchmark:
-        "benchmarks/score/{model}/{variant}/{condition}.tsv"
+        "benchmarks/score/{model}/{variant}/{decoder}/{condition}.tsv"
     script:
         "../scripts/score.py"

@@ -18,7 +18,9 @@ from .catalog import BANK_OPTIONS, NOISE_LAYOUTS, RIR_LAYOUTS, SPEECH_LAYOUTS, A
 from .compression.registry import Variant, variants_from_config
 from .conditions import Condition, RandomProtocol, conditions_from_config, is_simulated_room
 from .errors import ConfigError
+from .lm import LanguageModelSpec
 from .models import ModelSpec
+from .search import GREEDY, DecoderSpec
 
 
 def _key_path(path: Any) -> str:
@@ -72,6 +74,13 @@ class Grid:
     conditions: list[Condition]
     splits: dict[str, list[Subset]] = dataclasses.field(default_factory=dict)  # catalog corpora only
     corpus_banks: dict[str, CorpusBank] = dataclasses.field(default_factory=dict)
+    decoders: list[DecoderSpec] = dataclasses.field(default_factory=lambda: [GREEDY])
+    language_models: dict[str, LanguageModelSpec] = dataclasses.field(default_factory=dict)  # those a decoder uses
+
+    @property
+    def baseline_variant(self) -> str | None:
+        """The uncompressed, untouched model every variant is compared with (paired tests, relative WER)."""
+        return next((v.id for v in self.variants if v.id == "none"), None)
 
     @property
     def archives(self) -> list[Archive]:
@@ -176,7 +185,23 @@ def build_grid(config: dict[str, Any], catalog: Catalog | None = None) -> Grid:
                                            "(or set models.<name>.finetune: false)")
     if config["corpus"]["kind"] == "catalog":
         _check_training_splits(variants, set(splits))
-    return Grid(models, variants, conditions, splits, banks)
+    decoders, language_models = _decoders(config.get("decode") or {})
+    if config["corpus"]["kind"] == "catalog" and "train" not in splits:
+        for lm in language_models.values():
+            if lm.source == "train":
+                raise ConfigError(f"decode.language_models.{lm.name}.source",
+                                  "'train' estimates the LM from the train split, which corpus.splits does not define")
+    return Grid(models, variants, conditions, splits, banks, decoders, language_models)
+
+
+def _decoders(section: dict[str, Any]) -> tuple[list[DecoderSpec], dict[str, LanguageModelSpec]]:
+    """The configured decoders, and the language models at least one of them uses."""
+    lm_entries = section.get("language_models") or {}
+    entries = section.get("decoders") or {"greedy": {"kind": "greedy"}}
+    decoders = [DecoderSpec.from_config(name, entry or {}, list(lm_entries)) for name, entry in entries.items()]
+    used = {d.language_model for d in decoders if d.language_model}
+    language_models = {name: LanguageModelSpec.from_config(name, entry) for name, entry in lm_entries.items() if name in used}
+    return decoders, language_models
 
 
 def _check_training_splits(variants: list[Variant], splits: set[str]) -> None:

@@ -1,16 +1,19 @@
-"""Greedy CTC decoding, batched over length-sorted utterances."""
+"""CTC decoding, batched over length-sorted utterances: greedy best path, or beam search with a KenLM
+n-gram through pyctcdecode. The model runs once per batch; the search runs per utterance on its frames.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import time
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 from .audio import read_audio
+from .search import GREEDY, DecoderSpec, Search, beam_search
 from .io import atomic_path, write_json
 from .manifest import read_manifest, resolve_audio
 
@@ -39,18 +42,29 @@ def ids_to_text(ids: Sequence[int], tokenizer) -> str:
 
 @dataclasses.dataclass
 class DecodeTiming:
-    """Cost of decoding one test set; the RTF counts the model forward and the search, not loading."""
+    """Cost of decoding one test set. The model runs once for all decoders; each decoder's wall time is
+    that forward time plus its own search. Loading the model and reading audio are not counted."""
 
     n_utterances: int
     audio_s: float
-    wall_s: float
+    forward_s: float
+    search_s: dict[str, float]
     device: str
     threads: int
     batch_seconds: float
 
-    @property
-    def rtf(self) -> float:
-        return self.wall_s / self.audio_s if self.audio_s else float("nan")
+    def wall_s(self, decoder: str) -> float:
+        return self.forward_s + self.search_s[decoder]
+
+    def rtf(self, decoder: str) -> float:
+        return self.wall_s(decoder) / self.audio_s if self.audio_s else float("nan")
+
+    def to_json(self) -> dict[str, Any]:
+        record = dataclasses.asdict(self)
+        record.pop("search_s")
+        record["decoders"] = {name: {"search_s": s, "wall_s": self.wall_s(name), "rtf": self.rtf(name)}
+                              for name, s in self.search_s.items()}
+        return record
 
 
 def length_sorted_batches(lengths: Sequence[int], max_samples: int) -> list[list[int]]:
@@ -82,35 +96,84 @@ def pick_device(cpu_only: bool = False) -> torch.device:
     return torch.device("cuda") if torch.cuda.is_available() and not cpu_only else torch.device("cpu")
 
 
-@torch.inference_mode()
 def transcribe(
-    model, processor, waves: Sequence[np.ndarray], sample_rate: int, batch_seconds: float, device: torch.device
+    model, processor, waves: Sequence[np.ndarray], sample_rate: int, batch_seconds: float, device: torch.device,
+    search: Search | None = None,
 ) -> tuple[list[str], float]:
-    """Greedy transcripts in input order, and the wall seconds spent on forward passes and search."""
+    """Transcripts in input order and the wall seconds spent on forward passes and search."""
+    hypotheses, forward_s, search_s = transcribe_all(model, processor, waves, sample_rate, batch_seconds, device, {"": search})
+    return hypotheses[""], forward_s + search_s[""]
+
+
+@torch.inference_mode()
+def transcribe_all(
+    model, processor, waves: Sequence[np.ndarray], sample_rate: int, batch_seconds: float, device: torch.device,
+    searches: dict[str, Search | None],
+) -> tuple[dict[str, list[str]], float, dict[str, float]]:
+    """Every decoder's transcripts from one forward pass per batch, in input order.
+
+    A search decodes one utterance's log-probabilities; ``None`` is greedy best path over the whole batch.
+    Returns the transcripts per decoder, the forward seconds, and each decoder's search seconds.
+    """
     model = model.to(device).eval()
     blank = processor.tokenizer.pad_token_id
     dtype = model_dtype(model)
-    hypotheses: list[str] = [""] * len(waves)
-    wall = 0.0
+    hypotheses = {name: [""] * len(waves) for name in searches}
+    search_s = dict.fromkeys(searches, 0.0)
+    forward_s = 0.0
     for index in length_sorted_batches([len(w) for w in waves], int(batch_seconds * sample_rate)):
         inputs = model_inputs(processor, [waves[i] for i in index], sample_rate)
         if device.type == "cuda":
             torch.cuda.synchronize()
         started = time.perf_counter()
         inputs["input_values"] = inputs["input_values"].to(dtype)  # half-precision variants take half inputs
-        logits = model(**{k: v.to(device) for k, v in inputs.items()}).logits.float()
+        logits = model(**{k: v.to(device) for k, v in inputs.items()}).logits.float().cpu()
         frames = model._get_feat_extract_output_lengths(inputs["attention_mask"].sum(-1)).tolist()
-        paths = greedy_ctc(logits.cpu(), frames, blank)
-        wall += time.perf_counter() - started
-        for i, ids in zip(index, paths):
-            hypotheses[i] = ids_to_text(ids, processor.tokenizer)
-    return hypotheses, wall
+        forward_s += time.perf_counter() - started
+        log_probs = None
+        for name, search in searches.items():
+            started = time.perf_counter()
+            if search is None:
+                texts = [ids_to_text(ids, processor.tokenizer) for ids in greedy_ctc(logits, frames, blank)]
+            else:
+                log_probs = torch.log_softmax(logits, dim=-1).numpy() if log_probs is None else log_probs
+                texts = [search(log_probs[row, : int(n)]) for row, n in enumerate(frames)]
+            search_s[name] += time.perf_counter() - started
+            for i, text in zip(index, texts):
+                hypotheses[name][i] = text
+    return hypotheses, forward_s, search_s
+
+
+def make_search(decoder: DecoderSpec, processor, vocab_size: int, lm_path: str | None) -> Search | None:
+    if decoder.kind == "greedy":
+        return None
+    return beam_search(decoder, processor.tokenizer, vocab_size, lm_path)
+
+
+def write_hypotheses(path: str, utterances: Sequence, hypotheses: Sequence[str]) -> None:
+    """JSONL, one record per utterance: id, speaker, reference, hypothesis (and the corpus subset if known)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            for utt, hyp in zip(utterances, hypotheses):
+                record = {"id": utt.id, "speaker": utt.speaker, "reference": utt.text, "hypothesis": hyp}
+                if utt.extra.get("subset"):
+                    record["subset"] = utt.extra["subset"]
+                handle.write(json.dumps(record) + "\n")
 
 
 def decode_test_set(
-    variant_dir: str, condition_manifest: str, hyps_path: str, timing_path: str, sample_rate: int, batch_seconds: float, threads: int
+    variant_dir: str, condition_manifest: str, hyps_path: str | dict[str, str], timing_path: str, sample_rate: int,
+    batch_seconds: float, threads: int, decoders: Sequence[DecoderSpec] = (GREEDY,), lm_paths: dict[str, str] | None = None,
 ) -> DecodeTiming:
-    """Decode one condition with one variant: per-utterance hypotheses (JSONL) and a timing record."""
+    """Decode one condition with one variant and every decoder: hypotheses (JSONL) per decoder, one timing record.
+
+    ``hyps_path`` maps decoder names to files (a single path for a single decoder); ``lm_paths`` maps
+    language-model names to their ARPA files.
+    """
+    hyps_paths = hyps_path if isinstance(hyps_path, dict) else {decoders[0].name: hyps_path}
+    missing = [d.name for d in decoders if d.name not in hyps_paths]
+    if missing:
+        raise ValueError(f"no hypothesis file given for decoder(s) {', '.join(missing)}")
     if threads:
         torch.set_num_threads(threads)
     from .compression.store import load_variant  # the store imports the training loop, which imports this module
@@ -121,11 +184,12 @@ def decode_test_set(
     model, processor, card = load_variant(variant_dir, device)
     utterances = read_manifest(condition_manifest)
     waves = [read_audio(resolve_audio(u, condition_manifest), sample_rate) for u in utterances]
-    hypotheses, wall = transcribe(model, processor, waves, sample_rate, batch_seconds, device)
-    with atomic_path(hyps_path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            for utt, hyp in zip(utterances, hypotheses):
-                handle.write(json.dumps({"id": utt.id, "reference": utt.text, "hypothesis": hyp}) + "\n")
-    timing = DecodeTiming(len(utterances), sum(len(w) for w in waves) / sample_rate, wall, device.type, torch.get_num_threads(), batch_seconds)
-    write_json(timing_path, {**dataclasses.asdict(timing), "rtf": timing.rtf})
+    searches = {d.name: make_search(d, processor, model.config.vocab_size, (lm_paths or {}).get(d.language_model))
+                for d in decoders}
+    hypotheses, forward_s, search_s = transcribe_all(model, processor, waves, sample_rate, batch_seconds, device, searches)
+    for name, texts in hypotheses.items():
+        write_hypotheses(hyps_paths[name], utterances, texts)
+    timing = DecodeTiming(len(utterances), sum(len(w) for w in waves) / sample_rate, forward_s, search_s, device.type,
+                          torch.get_num_threads(), batch_seconds)
+    write_json(timing_path, timing.to_json())
     return timing

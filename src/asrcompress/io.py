@@ -55,3 +55,10 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
         os.replace(staging, final)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def write_yaml(path: str | os.PathLike[str], obj: Any) -> None:
+    import yaml
+
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(yaml.safe_dump(obj, sort_keys=False, default_flow_style=None), encoding="utf-8")

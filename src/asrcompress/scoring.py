@@ -1,13 +1,26 @@
-"""Word and character error rates with jiwer, per utterance and per test set."""
+"""Word and character error rates with jiwer: per utterance, per test set and per corpus subset.
+
+A scored test set leaves what an ASR researcher expects to find: a summary (S/D/I, WER, CER, sentence
+error rate, bootstrap CIs; per subset when the test set joins several, e.g. test-clean and test-other),
+the per-utterance table worst first, sclite-compatible ``ref.trn``/``hyp.trn``, and sclite-style
+alignments (``.pra``) in the same worst-first order.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterable
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable, Sequence
 
 import jiwer
 
+from .errors import PipelineError
+from .io import atomic_path, write_json
 from .text import normalize
+
+ALL_SUBSETS = "all"
 
 
 @dataclasses.dataclass
@@ -40,15 +53,51 @@ class ErrorCounts:
 ZERO = ErrorCounts(0, 0, 0, 0, 0, 0)
 
 
-def count_errors(reference: str, hypothesis: str) -> ErrorCounts:
-    """Errors of one normalised hypothesis against its normalised reference."""
+@dataclasses.dataclass
+class ScoredUtterance:
+    """One hypothesis against its reference: counts and the word alignment (sclite's REF/HYP lines)."""
+
+    id: str
+    speaker: str
+    subset: str
+    reference: str
+    hypothesis: str
+    counts: ErrorCounts
+    ref_line: str
+    hyp_line: str
+
+
+def _alignment_lines(ref_words: Sequence[str], hyp_words: Sequence[str], chunks) -> tuple[str, str]:
+    """sclite's convention: correct words lower case, errors upper case, *** for the missing side."""
+    ref_out: list[str] = []
+    hyp_out: list[str] = []
+    for chunk in chunks:
+        refs = list(ref_words[chunk.ref_start_idx:chunk.ref_end_idx])
+        hyps = list(hyp_words[chunk.hyp_start_idx:chunk.hyp_end_idx])
+        if chunk.type == "equal":
+            pairs = [(r.lower(), h.lower()) for r, h in zip(refs, hyps)]
+        elif chunk.type == "substitute":
+            pairs = list(zip(refs, hyps))
+        elif chunk.type == "delete":
+            pairs = [(r, "*" * len(r)) for r in refs]
+        else:  # insert
+            pairs = [("*" * len(h), h) for h in hyps]
+        for r, h in pairs:
+            width = max(len(r), len(h))
+            ref_out.append(r.ljust(width))
+            hyp_out.append(h.ljust(width))
+    return " ".join(ref_out).rstrip(), " ".join(hyp_out).rstrip()
+
+
+def score_utterance(reference: str, hypothesis: str, id: str = "", speaker: str = "", subset: str = ALL_SUBSETS) -> ScoredUtterance:
+    """Errors and alignment of one hypothesis, both sides normalised the same way."""
     ref, hyp = normalize(reference), normalize(hypothesis)
     if not ref:
-        n_hyp_words = len(hyp.split())
-        return ErrorCounts(0, 0, 0, n_hyp_words, 0, len(hyp))
-    words = jiwer.process_words(ref, hyp if hyp else "")
-    chars = jiwer.process_characters(ref, hyp if hyp else "")
-    return ErrorCounts(
+        counts = ErrorCounts(0, 0, 0, len(hyp.split()), 0, len(hyp))
+        return ScoredUtterance(id, speaker, subset, ref, hyp, counts, " ".join("*" * len(w) for w in hyp.split()), hyp)
+    words = jiwer.process_words(ref, hyp)
+    chars = jiwer.process_characters(ref, hyp)
+    counts = ErrorCounts(
         ref_words=len(ref.split()),
         substitutions=words.substitutions,
         deletions=words.deletions,
@@ -56,6 +105,13 @@ def count_errors(reference: str, hypothesis: str) -> ErrorCounts:
         ref_chars=len(ref),
         char_errors=chars.substitutions + chars.deletions + chars.insertions,
     )
+    ref_line, hyp_line = _alignment_lines(ref.split(), hyp.split(), words.alignments[0])
+    return ScoredUtterance(id, speaker, subset, ref, hyp, counts, ref_line, hyp_line)
+
+
+def count_errors(reference: str, hypothesis: str) -> ErrorCounts:
+    """Errors of one normalised hypothesis against its normalised reference."""
+    return score_utterance(reference, hypothesis).counts
 
 
 def total(counts: Iterable[ErrorCounts]) -> ErrorCounts:
@@ -65,54 +121,114 @@ def total(counts: Iterable[ErrorCounts]) -> ErrorCounts:
     return result
 
 
-def score_hypotheses(hyps_path: str, summary_path: str, per_utt_path: str, n_resamples: int = 1000, seed: int = 0) -> dict:
-    """Score one decoded test set: a JSON summary with WER/CER, S/D/I, sentence error rate and
-    bootstrap 95% CIs, and a per-utterance TSV (worst first) for error analysis."""
-    import json
-
-    import pandas as pd
-
-    from .io import atomic_path, write_json
+def summarize(scored: Sequence[ScoredUtterance], n_resamples: int, seed: int) -> dict[str, Any]:
+    """Totals, rates and bootstrap 95% CIs of a set of scored utterances."""
     from .stats import bootstrap_rate_ci
 
-    rows = []
-    with open(hyps_path, encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                record = json.loads(line)
-                counts = count_errors(record["reference"], record["hypothesis"])
-                rows.append((record, counts))
-    if not rows:
-        raise ValueError(f"{hyps_path}: no hypotheses to score")
-    overall = total(c for _, c in rows)
-    word_errors = [c.word_errors for _, c in rows]
-    wer_ci = bootstrap_rate_ci(word_errors, [c.ref_words for _, c in rows], n_resamples, seed=seed)
-    cer_ci = bootstrap_rate_ci([c.char_errors for _, c in rows], [c.ref_chars for _, c in rows], n_resamples, seed=seed)
-    summary = {
-        "n_utts": len(rows),
+    counts = [s.counts for s in scored]
+    overall = total(counts)
+    word_errors = [c.word_errors for c in counts]
+    wer_ci = bootstrap_rate_ci(word_errors, [c.ref_words for c in counts], n_resamples, seed=seed)
+    cer_ci = bootstrap_rate_ci([c.char_errors for c in counts], [c.ref_chars for c in counts], n_resamples, seed=seed)
+    return {
+        "n_utts": len(scored),
         "n_words": overall.ref_words,
         "n_chars": overall.ref_chars,
         "substitutions": overall.substitutions,
         "deletions": overall.deletions,
         "insertions": overall.insertions,
+        "correct": overall.ref_words - overall.substitutions - overall.deletions,
         "wer": overall.wer,
         "wer_ci_low": wer_ci[0],
         "wer_ci_high": wer_ci[1],
         "cer": overall.cer,
         "cer_ci_low": cer_ci[0],
         "cer_ci_high": cer_ci[1],
-        "ser": sum(e > 0 for e in word_errors) / len(rows),
+        "ser": sum(e > 0 for e in word_errors) / len(scored),
     }
+
+
+def read_hypotheses(hyps_path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    records = []
+    with open(hyps_path, encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                record["id"], record["reference"], record["hypothesis"]
+            except (json.JSONDecodeError, KeyError, TypeError) as err:
+                raise PipelineError(f"{hyps_path}:{line_no}: not a hypothesis record (id, reference, hypothesis): {err}")
+            records.append(record)
+    if not records:
+        raise PipelineError(f"{hyps_path}: no hypotheses to score")
+    return records
+
+
+def worst_first(scored: Sequence[ScoredUtterance]) -> list[ScoredUtterance]:
+    return sorted(scored, key=lambda s: (-s.counts.wer, -s.counts.word_errors, s.id))
+
+
+def _trn_line(text: str, utterance: ScoredUtterance) -> str:
+    # sclite's trn: the transcript, then "(speaker-utterance)"; -i rm groups by the part before the first '-'.
+    return f"{text} ({utterance.speaker or 'spk'}-{utterance.id})\n"
+
+
+def write_trn(scored: Sequence[ScoredUtterance], ref_path: str | os.PathLike[str], hyp_path: str | os.PathLike[str]) -> None:
+    """sclite-compatible reference and hypothesis files (``sclite -r ref.trn trn -h hyp.trn trn -i rm``)."""
+    for path, attribute in ((ref_path, "reference"), (hyp_path, "hypothesis")):
+        with atomic_path(path) as tmp:
+            Path(tmp).write_text("".join(_trn_line(getattr(s, attribute), s) for s in scored), encoding="utf-8")
+
+
+def write_alignments(scored: Sequence[ScoredUtterance], path: str | os.PathLike[str]) -> None:
+    """Per-utterance alignments worst first, in sclite's ``.pra`` layout."""
+    blocks = []
+    for s in worst_first(scored):
+        c = s.counts
+        correct = c.ref_words - c.substitutions - c.deletions
+        blocks.append(
+            f"id: ({s.speaker or 'spk'}-{s.id})\n"
+            f"Scores: (#C #S #D #I) {correct} {c.substitutions} {c.deletions} {c.insertions}\n"
+            f"REF:  {s.ref_line}\nHYP:  {s.hyp_line}\n"
+        )
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text("\n".join(blocks), encoding="utf-8")
+
+
+def write_utterance_table(scored: Sequence[ScoredUtterance], path: str | os.PathLike[str]) -> None:
+    import pandas as pd
+
     table = pd.DataFrame(
         [
-            {
-                "id": r["id"], "words": c.ref_words, "sub": c.substitutions, "del": c.deletions, "ins": c.insertions,
-                "wer": round(c.wer, 4), "reference": normalize(r["reference"]), "hypothesis": normalize(r["hypothesis"]),
-            }
-            for r, c in rows
+            {"id": s.id, "subset": s.subset, "words": s.counts.ref_words, "sub": s.counts.substitutions,
+             "del": s.counts.deletions, "ins": s.counts.insertions, "wer": round(s.counts.wer, 4),
+             "reference": s.reference, "hypothesis": s.hypothesis}
+            for s in worst_first(scored)
         ]
-    ).sort_values(["wer", "id"], ascending=[False, True])
-    with atomic_path(per_utt_path) as tmp:
+    )
+    with atomic_path(path) as tmp:
         table.to_csv(tmp, sep="\t", index=False)
+
+
+def score_hypotheses(hyps_path: str, summary_path: str, per_utt_path: str, n_resamples: int = 1000, seed: int = 0,
+                     ref_trn: str | None = None, hyp_trn: str | None = None, alignments: str | None = None) -> dict:
+    """Score one decoded test set.
+
+    Writes a JSON summary (with ``subsets``: the same figures per corpus subset), the per-utterance TSV worst
+    first, and, when their paths are given, sclite trn files and ``.pra`` alignments.
+    """
+    scored = [
+        score_utterance(r["reference"], r["hypothesis"], str(r["id"]), str(r.get("speaker", "")), str(r.get("subset") or ALL_SUBSETS))
+        for r in read_hypotheses(hyps_path)
+    ]
+    summary = summarize(scored, n_resamples, seed)
+    subsets = sorted({s.subset for s in scored} - {ALL_SUBSETS})
+    summary["subsets"] = {name: summarize([s for s in scored if s.subset == name], n_resamples, seed) for name in subsets}
+    write_utterance_table(scored, per_utt_path)
+    if ref_trn and hyp_trn:
+        write_trn(scored, ref_trn, hyp_trn)
+    if alignments:
+        write_alignments(scored, alignments)
     write_json(summary_path, summary)
     return summary

@@ -1,48 +1,83 @@
-"""The tidy results table: one row per (model, variant, condition)."""
+"""The tidy results table: one row per (model, variant, decoder, subset, condition).
+
+Besides each cell's own scores, every row carries the paired comparison with the uncompressed baseline
+on the same utterances (difference in WER, its bootstrap CI, a p-value), so that "is this variant worse
+under babble noise?" is answered with uncertainty, not by eye.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Sequence
 
 import pandas as pd
 
 from .conditions import Condition
 from .io import atomic_path, read_json
+from .scoring import ALL_SUBSETS
+from .stats import paired_bootstrap
 
 COLUMNS = [
-    "model", "variant", "method", "level", "condition", "kind", "noise", "snr_db", "rt60_s",
+    "model", "variant", "series", "method", "family", "level", "decoder", "subset",
+    "condition", "kind", "noise", "snr_db", "rt60_s",
     "wer", "wer_ci_low", "wer_ci_high", "cer", "cer_ci_low", "cer_ci_high", "ser",
     "substitutions", "deletions", "insertions", "n_utts", "n_words",
+    "baseline_wer", "delta_wer", "delta_ci_low", "delta_ci_high", "p_value",
     "snr_db_measured", "rt60_measured_s", "n_skipped",
     "recovery_steps", "size_mb", "packed_mb", "parameters", "nonzero_params", "sparsity",
     "gmacs_per_s", "cpu_latency_ms", "cpu_rtf", "gpu_latency_ms", "rtf", "audio_s", "decode_wall_s", "device",
 ]
+SCORE_COLUMNS = ("wer", "wer_ci_low", "wer_ci_high", "cer", "cer_ci_low", "cer_ci_high", "ser",
+                 "substitutions", "deletions", "insertions", "n_utts", "n_words")
+# A cell is compared with the baseline cell of the same model, decoder, subset and condition.
+PAIR_KEYS = ["model", "decoder", "subset", "condition"]
 
 
 @dataclasses.dataclass(frozen=True)
 class ResultFiles:
-    """The files of one (model, variant, condition) cell."""
+    """The files of one (model, variant, decoder, condition) cell."""
 
     model: str
     variant: str
+    decoder: str
     condition: str
     score: str
+    utterances: str
     timing: str
     card: str
     condition_summary: str
 
 
-def row(files: ResultFiles) -> dict:
+def series_of(variant: str) -> str:
+    """The variant without its first step's level: the line that joins one method's levels in a figure."""
+    return re.sub(r"~[^+]*", "", variant, count=1)
+
+
+def family_of(method: str) -> str:
+    """The family of a variant's first step (a chain like magnitude+dynamic_int8 is a pruning variant)."""
+    from .compression.registry import get
+    from .errors import ConfigError
+
+    try:
+        return get(method.split("+")[0]).family
+    except ConfigError:  # a card from a method no longer registered still gets a row
+        return "unknown"
+
+
+def rows(files: ResultFiles) -> list[dict]:
+    """The whole test set's row, then one per corpus subset (test-clean, test-other, ...) if it has several."""
     score, timing, card, summary = (read_json(p) for p in (files.score, files.timing, files.card, files.condition_summary))
-    return {
+    decoder_timing = timing["decoders"][files.decoder]
+    shared = {
         "model": files.model,
         "variant": files.variant,
+        "series": series_of(files.variant),
         "method": card["method"],
+        "family": family_of(card["method"]),
         "level": card["level"],
+        "decoder": files.decoder,
         **Condition.parse(files.condition).describe(),
-        **{k: score[k] for k in ("wer", "wer_ci_low", "wer_ci_high", "cer", "cer_ci_low", "cer_ci_high", "ser",
-                                  "substitutions", "deletions", "insertions", "n_utts", "n_words")},
         "snr_db_measured": summary.get("snr_db_measured_mean"),
         "rt60_measured_s": summary.get("rt60_measured_s_mean"),
         "n_skipped": summary.get("n_skipped", 0),
@@ -56,16 +91,71 @@ def row(files: ResultFiles) -> dict:
         "cpu_latency_ms": card["cpu_latency_ms"],
         "cpu_rtf": card["cpu_rtf"],
         "gpu_latency_ms": card["gpu_latency_ms"],
-        "rtf": timing["rtf"],
+        "rtf": decoder_timing["rtf"],
         "audio_s": timing["audio_s"],
-        "decode_wall_s": timing["wall_s"],
+        "decode_wall_s": decoder_timing["wall_s"],
         "device": timing["device"],
     }
+    parts = [(ALL_SUBSETS, score), *sorted((score.get("subsets") or {}).items())]
+    return [{**shared, "subset": subset, **{k: part[k] for k in SCORE_COLUMNS}} for subset, part in parts]
 
 
-def aggregate(cells: Sequence[ResultFiles], out_csv: str) -> pd.DataFrame:
-    # Rows keep the config's order (variants, then conditions), which the figures follow.
-    table = pd.DataFrame([row(c) for c in cells], columns=COLUMNS)
+def utterance_errors(path: str) -> pd.DataFrame:
+    """Per-utterance word errors and reference words, indexed by utterance id."""
+    table = pd.read_csv(path, sep="\t", dtype={"id": str, "subset": str}, keep_default_na=False)
+    table["errors"] = table["sub"] + table["del"] + table["ins"]
+    return table.set_index("id")[["subset", "errors", "words"]]
+
+
+def paired_columns(variant: pd.DataFrame, baseline: pd.DataFrame, subset: str, n_resamples: int, seed: int) -> dict:
+    """The paired bootstrap comparison of one cell with its baseline cell, on the utterances both decoded."""
+    if subset != ALL_SUBSETS:
+        variant, baseline = variant[variant["subset"] == subset], baseline[baseline["subset"] == subset]
+    common = variant.index.intersection(baseline.index)
+    result = paired_bootstrap(variant.loc[common, "errors"], baseline.loc[common, "errors"], variant.loc[common, "words"],
+                              n_resamples, seed=seed)
+    return {"delta_wer": result.delta, "delta_ci_low": result.ci_low, "delta_ci_high": result.ci_high, "p_value": result.p_value}
+
+
+def add_baseline_comparisons(table: pd.DataFrame, cells: Sequence[ResultFiles], baseline: str | None,
+                             n_resamples: int, seed: int) -> pd.DataFrame:
+    """Fill baseline_wer and the paired-test columns (NaN everywhere when the config has no baseline)."""
+    table = table.copy()
+    for column in ("baseline_wer", "delta_wer", "delta_ci_low", "delta_ci_high", "p_value"):
+        table[column] = float("nan")
+    if baseline is None or table.empty:
+        return table
+    utterances = {(c.model, c.variant, c.decoder, c.condition): c.utterances for c in cells}
+    loaded: dict[str, pd.DataFrame] = {}
+
+    def errors(path: str) -> pd.DataFrame:
+        if path not in loaded:
+            loaded[path] = utterance_errors(path)
+        return loaded[path]
+
+    base_wer = table[table["variant"] == baseline].set_index(PAIR_KEYS)["wer"]
+    for index, row in table.iterrows():
+        key = tuple(row[k] for k in PAIR_KEYS)
+        if key not in base_wer.index:
+            continue
+        table.at[index, "baseline_wer"] = base_wer.loc[key]
+        base_path = utterances.get((row["model"], baseline, row["decoder"], row["condition"]))
+        own_path = utterances[(row["model"], row["variant"], row["decoder"], row["condition"])]
+        if row["variant"] == baseline:
+            table.loc[index, ["delta_wer", "delta_ci_low", "delta_ci_high"]] = 0.0
+            continue
+        for column, value in paired_columns(errors(own_path), errors(base_path), row["subset"], n_resamples, seed).items():
+            table.at[index, column] = value
+    return table
+
+
+def aggregate(cells: Sequence[ResultFiles], out_csv: str, baseline: str | None = None, n_resamples: int = 1000,
+              seed: int = 0) -> pd.DataFrame:
+    # Rows keep the config's order (variants, decoders, then conditions), which the figures and tables follow.
+    table = pd.DataFrame([r for c in cells for r in rows(c)], columns=[c for c in COLUMNS if c not in
+                                                                       ("baseline_wer", "delta_wer", "delta_ci_low",
+                                                                        "delta_ci_high", "p_value")])
+    table = add_baseline_comparisons(table, cells, baseline, n_resamples, seed)[COLUMNS]
     with atomic_path(out_csv) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
     return table

@@ -1,0 +1,42 @@
+#!/usr/bin/env sh
+# Builds KenLM's lmplz (the n-gram estimator) and build_binary into the directory given (default .venv/bin).
+# The kenlm Python wheel only queries models; estimating one needs these binaries, which no wheel ships.
+# Needs a C++ compiler, cmake, and Boost (program_options, system, thread) with zlib: on Debian/Ubuntu as
+# root this script installs the Boost packages with apt-get; elsewhere install them first (or use a conda
+# env with boost-cpp and cmake from conda-forge).
+set -eu
+BIN_DIR="${1:-.venv/bin}"
+VERSION=0.3.0
+# sha256 of the kenlm-0.3.0.tar.gz sdist PyPI serves (checked so a swapped archive is never compiled)
+SHA256=c4628bb9fb63c8a6f9240035b8b037385cfc404cb72e933cf48878291edac1e8
+PYTHON="${PYTHON:-$BIN_DIR/python}"
+
+if [ -x "$BIN_DIR/lmplz" ] && [ -x "$BIN_DIR/build_binary" ]; then
+    exit 0
+fi
+if [ ! -e /usr/include/boost/program_options.hpp ] && [ ! -e "${CONDA_PREFIX:-/nonexistent}/include/boost/program_options.hpp" ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "build_kenlm.sh: installing Boost headers with apt-get (needed to build lmplz)"
+        apt-get install -y -qq --no-install-recommends libboost-program-options-dev libboost-system-dev \
+            libboost-thread-dev libboost-test-dev zlib1g-dev libbz2-dev liblzma-dev cmake g++ >/dev/null \
+        || { apt-get update -qq && apt-get install -y -qq --no-install-recommends libboost-program-options-dev \
+             libboost-system-dev libboost-thread-dev libboost-test-dev zlib1g-dev libbz2-dev liblzma-dev cmake g++ >/dev/null; }
+    else
+        echo "build_kenlm.sh: Boost headers not found. Install libboost-program-options-dev libboost-system-dev" >&2
+        echo "  libboost-thread-dev libboost-test-dev zlib1g-dev (or conda install -c conda-forge boost-cpp cmake)," >&2
+        echo "  or put an existing KenLM lmplz on PATH and set decode.lmplz." >&2
+        exit 1
+    fi
+fi
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+"$PYTHON" -m pip download --quiet --no-deps --no-binary kenlm --dest "$WORK" "kenlm==$VERSION"
+echo "$SHA256  $WORK/kenlm-$VERSION.tar.gz" | sha256sum -c --quiet -
+tar -xzf "$WORK/kenlm-$VERSION.tar.gz" -C "$WORK"
+cmake -S "$WORK/kenlm-$VERSION" -B "$WORK/build" -DCMAKE_BUILD_TYPE=Release -DKENLM_MAX_ORDER=6 >"$WORK/cmake.log" 2>&1 \
+    || { cat "$WORK/cmake.log" >&2; exit 1; }
+cmake --build "$WORK/build" --target lmplz build_binary -j "$(nproc 2>/dev/null || echo 2)" >"$WORK/make.log" 2>&1 \
+    || { tail -50 "$WORK/make.log" >&2; exit 1; }
+mkdir -p "$BIN_DIR"
+cp "$WORK/build/bin/lmplz" "$WORK/build/bin/build_binary" "$BIN_DIR/"
+echo "build_kenlm.sh: lmplz and build_binary installed in $BIN_DIR"

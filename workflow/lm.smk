@@ -1,0 +1,22 @@
+# Stage 4b: word n-gram language models for beam-search decoding (only those a decoder uses).
+
+
+rule language_model:
+    """Estimate (lmplz, modified Kneser-Ney) or copy in one n-gram LM: results/lm/{lm}/lm.arpa."""
+    input:
+        unpack(lm_training_inputs),
+    output:
+        arpa="results/lm/{lm}/lm.arpa",
+        summary="results/lm/{lm}/summary.json",
+    params:
+        lm=language_model_params,
+    resources:
+        mem_mb=4000,
+    conda:
+        "../envs/asrcompress.yaml"
+    log:
+        "logs/lm/{lm}.log",
+    benchmark:
+        "benchmarks/lm/{lm}.tsv"
+    script:
+        "../scripts/language_model.py"
