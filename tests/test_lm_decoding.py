@@ -8,7 +8,7 @@ import torch
 
 from asrcompress.decoding import greedy_ctc, ids_to_text
 from asrcompress.errors import ConfigError, PipelineError
-from asrcompress.lm import LanguageModelSpec, arpa_counts, build_language_model, run_lmplz, unigrams
+from asrcompress.lm import LanguageModelSpec, arpa_counts, build_language_model, kenlm_model_file, run_lmplz, unigrams
 from asrcompress.models import build_processor
 from asrcompress.search import DecoderSpec, beam_search, ctc_labels, never_emitted
 
@@ -98,6 +98,12 @@ def test_build_from_training_transcripts(tmp_path):
     summary = build_language_model(LanguageModelSpec("demo", "train", order=2), tmp_path / "lm", str(manifest))
     assert summary["n_sentences"] == 12 and set(summary["ngrams"]) == {1, 2}
     assert set(unigrams(tmp_path / "lm" / "lm.arpa")) == {"THE", "CAT", "SAT", "DOG", "A"}
+    assert kenlm_model_file(tmp_path / "lm" / "lm.arpa") == str(tmp_path / "lm" / "lm.bin")
+    import kenlm
+
+    binary = kenlm.Model(str(tmp_path / "lm" / "lm.bin"))
+    assert binary.order == 2
+    assert binary.score("THE CAT SAT") > binary.score("SAT CAT THE")  # seen word order beats unseen
 
 
 def test_arpa_source_is_checked_and_copied(tmp_path, cat_lm):

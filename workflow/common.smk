@@ -222,8 +222,9 @@ def decode_outputs(wildcards):
 
 
 def decode_lm_inputs(wildcards):
-    """The ARPA file of every language model a decoder uses."""
-    return {name: f"results/lm/{name}/lm.arpa" for name in GRID.language_models}
+    """Every language model a decoder uses: its ARPA file (the binary beside it comes along)."""
+    inputs = {name: f"results/lm/{name}/lm.arpa" for name in GRID.language_models}
+    return {**inputs, **{f"{name}_binary": f"results/lm/{name}/lm.bin" for name in GRID.language_models}}
 
 
 def language_model_params(wildcards):
@@ -232,8 +233,9 @@ def language_model_params(wildcards):
 
 
 def lm_training_inputs(wildcards):
-    """Only a language model estimated from the training transcripts reads the train split."""
-    return {"train": "results/data/train"} if GRID.language_models[wildcards.lm].source == "train" else {}
+    """The training split for an LM estimated from its transcripts; the user's text or ARPA file otherwise."""
+    spec = GRID.language_models[wildcards.lm]
+    return {"train": "results/data/train"} if spec.source == "train" else {"source": ancient(spec.path)}
 
 
 def aggregate_inputs(wildcards):

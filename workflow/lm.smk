@@ -2,11 +2,12 @@
 
 
 rule language_model:
-    """Estimate (lmplz, modified Kneser-Ney) or copy in one n-gram LM: results/lm/{lm}/lm.arpa."""
+    """Estimate (lmplz, modified Kneser-Ney) or copy in one n-gram LM, and its KenLM binary for decoding."""
     input:
         unpack(lm_training_inputs),
     output:
         arpa="results/lm/{lm}/lm.arpa",
+        binary="results/lm/{lm}/lm.bin",
         summary="results/lm/{lm}/summary.json",
     params:
         lm=language_model_params,

@@ -23,6 +23,7 @@ from .manifest import read_manifest
 from .text import normalize
 
 LM_FILE = "lm.arpa"
+BINARY_FILE = "lm.bin"  # KenLM's binary (probing) format: memory-mapped, loads in seconds where an ARPA takes minutes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,17 +54,31 @@ class LanguageModelSpec:
         return cls(name, source, order, path, prune)
 
 
-def find_lmplz(explicit: str | None = None) -> str:
-    """KenLM's estimator: ``explicit``, else on PATH, else beside this interpreter (the venv's bin/)."""
-    candidates = [explicit] if explicit else ["lmplz", str(Path(sys.executable).parent / "lmplz")]
+def find_kenlm_tool(name: str, explicit: str | None = None) -> str:
+    """A KenLM program (lmplz, build_binary): ``explicit``, else on PATH, else beside this interpreter (the venv's bin/)."""
+    candidates = [explicit] if explicit else [name, str(Path(sys.executable).parent / name)]
     for candidate in candidates:
         found = shutil.which(candidate)
         if found:
             return found
     raise PipelineError(
-        f"KenLM's lmplz not found ({', '.join(candidates)}): run `make install` (builds it with envs/build_kenlm.sh), "
-        "or install KenLM and put lmplz on PATH, or give decode.lmplz"
+        f"KenLM's {name} not found ({', '.join(candidates)}): run `make install` (builds it with envs/build_kenlm.sh), "
+        "or install KenLM and put its programs on PATH (or give decode.lmplz)"
     )
+
+
+def find_lmplz(explicit: str | None = None) -> str:
+    return find_kenlm_tool("lmplz", explicit)
+
+
+def build_binary(arpa: str | os.PathLike[str], out_binary: str | os.PathLike[str], lmplz: str | None = None) -> None:
+    """KenLM's binary format of ``arpa`` (atomic); build_binary is looked up beside lmplz first."""
+    sibling = str(Path(lmplz).parent / "build_binary") if lmplz else None
+    tool = find_kenlm_tool("build_binary", sibling if sibling and shutil.which(sibling) else None)
+    with atomic_path(out_binary) as tmp:
+        done = subprocess.run([tool, "-s", str(arpa), str(tmp)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+        if done.returncode != 0:
+            raise PipelineError(f"{arpa}: build_binary failed ({done.returncode}): {done.stderr.decode()[-2000:]}")
 
 
 def lm_sentences(texts: Iterable[str]) -> list[str]:
@@ -127,7 +142,8 @@ def arpa_counts(path: str | os.PathLike[str]) -> dict[int, int]:
 
 def build_language_model(spec: LanguageModelSpec, out_dir: str | os.PathLike[str], train_manifest: str | None = None,
                          lmplz: str | None = None) -> dict[str, Any]:
-    """``<out_dir>/lm.arpa`` and ``<out_dir>/summary.json`` for one configured language model."""
+    """``<out_dir>/lm.arpa`` (the words the decoder may emit are its unigrams), ``lm.bin`` (what decoding loads)
+    and ``summary.json`` for one configured language model."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     arpa = out / LM_FILE
@@ -143,10 +159,17 @@ def build_language_model(spec: LanguageModelSpec, out_dir: str | os.PathLike[str
             sentences = read_text_corpus(spec.path)
         run_lmplz(sentences, arpa, spec.order, spec.prune, lmplz)
         n_sentences = len(sentences)
+    build_binary(arpa, out / BINARY_FILE, find_lmplz(lmplz) if spec.source != "arpa" else lmplz)
     summary = {"name": spec.name, "source": spec.source, "path": spec.path, "order": spec.order,
                "prune": list(spec.prune), "n_sentences": n_sentences, "ngrams": arpa_counts(arpa)}
     write_json(out / "summary.json", summary)
     return summary
+
+
+def kenlm_model_file(arpa: str | os.PathLike[str]) -> str:
+    """What KenLM should load for this ARPA file: its binary beside it when built, else the ARPA itself."""
+    binary = Path(arpa).with_name(BINARY_FILE)
+    return str(binary if binary.is_file() else arpa)
 
 
 def unigrams(path: str | os.PathLike[str]) -> list[str]:

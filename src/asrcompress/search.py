@@ -74,14 +74,15 @@ def never_emitted(tokenizer, vocab_size: int) -> list[int]:
 
 
 def beam_search(spec: DecoderSpec, tokenizer, vocab_size: int, lm_path: str | None = None) -> Search:
-    """A pyctcdecode beam search over the model's labels, with the KenLM n-gram at ``lm_path`` if given."""
+    """A pyctcdecode beam search over the model's labels, with the KenLM n-gram whose ARPA file is ``lm_path``
+    (its binary is loaded when one was built beside it)."""
     from pyctcdecode import build_ctcdecoder
 
-    from .lm import unigrams
+    from .lm import kenlm_model_file, unigrams
 
     decoder = build_ctcdecoder(
         ctc_labels(tokenizer, vocab_size),
-        kenlm_model_path=lm_path,
+        kenlm_model_path=kenlm_model_file(lm_path) if lm_path else None,
         unigrams=unigrams(lm_path) if lm_path else None,
         alpha=spec.alpha,
         beta=spec.beta,
