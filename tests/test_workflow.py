@@ -94,7 +94,8 @@ def test_changing_one_snr_reruns_only_that_condition(finished_run):
     write_config(finished_run, config)
     jobs = planned_jobs(finished_run)
     rules = sorted({rule for rule, _ in jobs})
-    assert rules == ["aggregate", "all", "augment", "decode", "gallery", "plot", "results_md", "score", "study_tables"], jobs
+    assert rules == ["aggregate", "all", "augment", "config_snapshot", "decode", "gallery", "plot", "results_md", "score",
+                     "study_tables"], jobs
     touched = {wc for rule, wc in jobs if rule in ("augment", "decode", "score", "gallery")}
     assert all("/7" in wc for wc in touched), touched
     assert len([j for j in jobs if j[0] == "augment"]) == 2  # white and babble at 7 dB

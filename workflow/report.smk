@@ -92,6 +92,8 @@ rule config_snapshot:
         ),
     params:
         config=config,
+    conda:
+        "../envs/asrcompress.yaml"
     log:
         f"logs/{REPORT_LOGS}/config_snapshot.log",
     benchmark:
