@@ -11,6 +11,7 @@ decode_test_set(
     timing_path=snakemake.output.timing,
     sample_rate=snakemake.params.sample_rate,
     batch_seconds=snakemake.params.batch_seconds,
+    max_padding=snakemake.params.max_padding,
     threads=snakemake.threads,
     decoders=decoders,
     lm_paths={name: getattr(snakemake.input, name) for name in {d.language_model for d in decoders if d.language_model}},

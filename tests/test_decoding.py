@@ -39,3 +39,55 @@ def test_length_sorted_batches_respect_budget_and_cover_everything():
         assert len(batch) == 1 or max(lengths[i] for i in batch) * len(batch) <= 10
     flat = [lengths[i] for b in batches for i in b]
     assert flat == sorted(flat)
+
+
+def test_bounded_padding_batches_keep_padding_under_the_bound():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    lengths = [int(x) for x in rng.integers(30_000, 560_000, size=200)]  # LibriSpeech-like 2-35 s at 16 kHz
+    batches = length_sorted_batches(lengths, max_samples=60 * 16000, max_padding=0.1)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    for batch in batches:
+        padded = max(lengths[i] for i in batch) * len(batch)
+        assert len(batch) == 1 or padded <= 1.1 * sum(lengths[i] for i in batch)
+    unbounded = length_sorted_batches(lengths, max_samples=60 * 16000)
+    waste = [sum(max(lengths[i] for i in b) * len(b) - sum(lengths[i] for i in b) for b in bs) for bs in (batches, unbounded)]
+    assert waste[0] < waste[1]
+
+
+def group_norm_model():
+    from transformers import Wav2Vec2Config, Wav2Vec2ForCTC
+
+    torch.manual_seed(0)
+    config = Wav2Vec2Config(vocab_size=32, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                            conv_dim=(16, 16, 16), conv_kernel=(10, 4, 4), conv_stride=(5, 4, 4), feat_extract_norm="group",
+                            num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2, do_stable_layer_norm=False)
+    return Wav2Vec2ForCTC(config).eval()
+
+
+def test_padded_batches_of_a_group_norm_front_end_give_the_logits_of_one_utterance_alone():
+    import numpy as np
+
+    from asrcompress.decoding import masked_group_norm, model_inputs, set_valid_samples
+
+    model = group_norm_model()
+    processor = build_processor()
+    rng = np.random.default_rng(1)
+    waves = [rng.standard_normal(n).astype(np.float32) for n in (4000, 6400, 8000)]
+    inputs = model_inputs(processor, waves, 16000)
+    frames = model._get_feat_extract_output_lengths(inputs["attention_mask"].sum(-1)).tolist()
+    with torch.inference_mode():
+        alone = [model(**model_inputs(processor, [w], 16000)).logits[0] for w in waves]
+        plain = model(**inputs).logits
+        with masked_group_norm(model) as norms:
+            assert len(norms) == 1
+            set_valid_samples(norms, inputs["attention_mask"].sum(-1))
+            masked = model(**inputs).logits
+    for row, (single, n) in enumerate(zip(alone, frames)):
+        assert single.shape[0] == n
+        torch.testing.assert_close(masked[row, :n], single, atol=1e-4, rtol=1e-4)
+    # Without the mask the zeros of the padding shift the statistics of the shorter utterances.
+    assert (plain[0, : frames[0]] - alone[0]).abs().max() > 1e-3
+    # The wrapper is gone afterwards: training and saving see the model as it was.
+    assert isinstance(model.wav2vec2.feature_extractor.conv_layers[0].layer_norm, torch.nn.GroupNorm)

@@ -12,6 +12,7 @@ rule decode:
         timing="results/timings/{model}/{variant}/{condition}.json",
     params:
         batch_seconds=config["decode"]["batch_seconds"],
+        max_padding=config["decode"]["max_padding"],
         sample_rate=config["sample_rate"],
         decoders=[d.to_json() for d in GRID.decoders],
     threads: 1

@@ -4,16 +4,19 @@ n-gram through pyctcdecode. The model runs once per batch; the search runs per u
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
 
 from .audio import read_audio
 from .search import GREEDY, DecoderSpec, Search, beam_search
+
+MAX_PADDING = 0.1  # at most 10% padded samples per batch (decode.max_padding)
 from .io import atomic_path, write_json
 from .manifest import read_manifest, resolve_audio
 
@@ -67,16 +70,84 @@ class DecodeTiming:
         return record
 
 
-def length_sorted_batches(lengths: Sequence[int], max_samples: int) -> list[list[int]]:
-    """Indices sorted by length, grouped so each padded batch holds at most ``max_samples`` samples."""
+def length_sorted_batches(lengths: Sequence[int], max_samples: int, max_padding: float | None = None) -> list[list[int]]:
+    """Indices sorted by length, grouped so each padded batch holds at most ``max_samples`` samples and, with
+    ``max_padding``, at most that fraction of padding over its real audio.
+
+    Bounding the padding matters on a CPU: padded samples cost as much as real ones there, and with long
+    batches of LibriSpeech-like lengths (2-35 s) they are a fifth of the work.
+    """
     order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
     batches: list[list[int]] = []
+    real = 0
     for index in order:
-        if batches and lengths[index] * (len(batches[-1]) + 1) <= max_samples:
+        padded = lengths[index] * (len(batches[-1]) + 1) if batches else 0
+        fits = bool(batches) and padded <= max_samples
+        if fits and max_padding is not None:
+            fits = padded <= (1 + max_padding) * (real + lengths[index])
+        if fits:
             batches[-1].append(index)
+            real += lengths[index]
         else:
             batches.append([index])
+            real = lengths[index]
     return batches
+
+
+class MaskedGroupNorm(torch.nn.Module):
+    """The group norm of a wav2vec2-style CNN front end, with statistics over each utterance's own frames.
+
+    wav2vec2-base, HuBERT-base and WavLM-base normalise the first convolution's output over time; in a padded
+    batch the zeros would enter those statistics and change every frame of the shorter utterances (Hugging
+    Face advises not to batch such models). With the valid frame counts set per batch, padded decoding gives
+    the logits of decoding each utterance alone. Later layers are exact anyway: a valid output frame of a
+    convolution never reaches into padding, and the encoder gets the attention mask.
+    """
+
+    def __init__(self, norm: torch.nn.GroupNorm) -> None:
+        super().__init__()
+        self.norm = norm
+        self.valid_frames: torch.Tensor | None = None
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        if self.valid_frames is None:
+            return self.norm(hidden)
+        batch, channels, length = hidden.shape
+        grouped = hidden.float().reshape(batch, self.norm.num_groups, -1, length)
+        valid = (torch.arange(length, device=hidden.device)[None] < self.valid_frames.to(hidden.device)[:, None])
+        weight = valid[:, None, None, :].float()
+        count = weight.sum(-1, keepdim=True) * grouped.shape[2]
+        mean = (grouped * weight).sum((-2, -1), keepdim=True) / count
+        var = (((grouped - mean) * weight) ** 2).sum((-2, -1), keepdim=True) / count
+        normed = ((grouped - mean) / torch.sqrt(var + self.norm.eps)).reshape(batch, channels, length)
+        if self.norm.affine:
+            normed = normed * self.norm.weight.float()[:, None] + self.norm.bias.float()[:, None]
+        return normed.to(hidden.dtype)
+
+
+@contextlib.contextmanager
+def masked_group_norm(model: torch.nn.Module) -> Iterator[list[tuple[MaskedGroupNorm, torch.nn.Conv1d]]]:
+    """While inside, every CNN front end's time-normalising group norm is a :class:`MaskedGroupNorm`.
+
+    Yields each installed norm with the convolution before it (its kernel and stride give the valid frames);
+    the original modules are put back on exit, so training and saving never see the wrapper.
+    """
+    installed = []
+    for name, module in model.named_modules():
+        if name.endswith("conv_layers.0") and isinstance(getattr(module, "layer_norm", None), torch.nn.GroupNorm):
+            installed.append((module, MaskedGroupNorm(module.layer_norm)))
+    try:
+        for layer, masked in installed:
+            layer.layer_norm = masked
+        yield [(masked, layer.conv) for layer, masked in installed]
+    finally:
+        for layer, masked in installed:
+            layer.layer_norm = masked.norm
+
+
+def set_valid_samples(norms: Sequence[tuple[MaskedGroupNorm, torch.nn.Conv1d]], samples: torch.Tensor) -> None:
+    for norm, conv in norms:
+        norm.valid_frames = torch.div(samples - conv.kernel_size[0], conv.stride[0], rounding_mode="floor") + 1
 
 
 def model_inputs(processor, waves: Sequence[np.ndarray], sample_rate: int) -> dict[str, torch.Tensor]:
@@ -98,17 +169,18 @@ def pick_device(cpu_only: bool = False) -> torch.device:
 
 def transcribe(
     model, processor, waves: Sequence[np.ndarray], sample_rate: int, batch_seconds: float, device: torch.device,
-    search: Search | None = None,
+    search: Search | None = None, max_padding: float | None = MAX_PADDING,
 ) -> tuple[list[str], float]:
     """Transcripts in input order and the wall seconds spent on forward passes and search."""
-    hypotheses, forward_s, search_s = transcribe_all(model, processor, waves, sample_rate, batch_seconds, device, {"": search})
+    hypotheses, forward_s, search_s = transcribe_all(model, processor, waves, sample_rate, batch_seconds, device, {"": search},
+                                                     max_padding)
     return hypotheses[""], forward_s + search_s[""]
 
 
 @torch.inference_mode()
 def transcribe_all(
     model, processor, waves: Sequence[np.ndarray], sample_rate: int, batch_seconds: float, device: torch.device,
-    searches: dict[str, Search | None],
+    searches: dict[str, Search | None], max_padding: float | None = MAX_PADDING,
 ) -> tuple[dict[str, list[str]], float, dict[str, float]]:
     """Every decoder's transcripts from one forward pass per batch, in input order.
 
@@ -121,14 +193,17 @@ def transcribe_all(
     hypotheses = {name: [""] * len(waves) for name in searches}
     search_s = dict.fromkeys(searches, 0.0)
     forward_s = 0.0
-    for index in length_sorted_batches([len(w) for w in waves], int(batch_seconds * sample_rate)):
+    for index in length_sorted_batches([len(w) for w in waves], int(batch_seconds * sample_rate), max_padding):
         inputs = model_inputs(processor, [waves[i] for i in index], sample_rate)
+        samples = inputs["attention_mask"].sum(-1)
         if device.type == "cuda":
             torch.cuda.synchronize()
         started = time.perf_counter()
         inputs["input_values"] = inputs["input_values"].to(dtype)  # half-precision variants take half inputs
-        logits = model(**{k: v.to(device) for k, v in inputs.items()}).logits.float().cpu()
-        frames = model._get_feat_extract_output_lengths(inputs["attention_mask"].sum(-1)).tolist()
+        with masked_group_norm(model) as norms:
+            set_valid_samples(norms, samples)
+            logits = model(**{k: v.to(device) for k, v in inputs.items()}).logits.float().cpu()
+        frames = model._get_feat_extract_output_lengths(samples).tolist()
         forward_s += time.perf_counter() - started
         log_probs = None
         for name, search in searches.items():
@@ -164,6 +239,7 @@ def write_hypotheses(path: str, utterances: Sequence, hypotheses: Sequence[str])
 def decode_test_set(
     variant_dir: str, condition_manifest: str, hyps_path: str | dict[str, str], timing_path: str, sample_rate: int,
     batch_seconds: float, threads: int, decoders: Sequence[DecoderSpec] = (GREEDY,), lm_paths: dict[str, str] | None = None,
+    max_padding: float | None = MAX_PADDING,
 ) -> DecodeTiming:
     """Decode one condition with one variant and every decoder: hypotheses (JSONL) per decoder, one timing record.
 
@@ -186,7 +262,8 @@ def decode_test_set(
     waves = [read_audio(resolve_audio(u, condition_manifest), sample_rate) for u in utterances]
     searches = {d.name: make_search(d, processor, model.config.vocab_size, (lm_paths or {}).get(d.language_model))
                 for d in decoders}
-    hypotheses, forward_s, search_s = transcribe_all(model, processor, waves, sample_rate, batch_seconds, device, searches)
+    hypotheses, forward_s, search_s = transcribe_all(model, processor, waves, sample_rate, batch_seconds, device, searches,
+                                                     max_padding)
     for name, texts in hypotheses.items():
         write_hypotheses(hyps_paths[name], utterances, texts)
     timing = DecodeTiming(len(utterances), sum(len(w) for w in waves) / sample_rate, forward_s, search_s, device.type,
