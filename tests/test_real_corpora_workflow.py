@@ -195,6 +195,7 @@ def test_table_has_both_models_and_the_as_is_model_kept_its_weights(finished):
     assert set(table["model"]) == {"ssl-tiny", "ctc-tiny"}
     assert set(table["condition"]) == {"clean", "noise/musan-noise/10", "reverb/slr28-real", "random/pimentel"}
     assert len(table) == 2 * 2 * 4 and (table["n_utts"] == len(SPLITS["test-clean"])).all()
+    assert set(table["subset"]) == {"all"}  # one test subset: no per-subset copy of the same rows
     trained = json.loads((workdir / "results/models/ssl-tiny/baseline/card.json").read_text())
     assert trained["finetuned"] and trained["result"]["steps"] == 4
     as_is = json.loads((workdir / "results/models/ctc-tiny/baseline/card.json").read_text())

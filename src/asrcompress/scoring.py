@@ -215,7 +215,8 @@ def score_hypotheses(hyps_path: str, summary_path: str, per_utt_path: str, n_res
                      ref_trn: str | None = None, hyp_trn: str | None = None, alignments: str | None = None) -> dict:
     """Score one decoded test set.
 
-    Writes a JSON summary (with ``subsets``: the same figures per corpus subset), the per-utterance TSV worst
+    Writes a JSON summary (with ``subsets``: the same figures per corpus subset, when the test set joins
+    several), the per-utterance TSV worst
     first, and, when their paths are given, sclite trn files and ``.pra`` alignments.
     """
     scored = [
@@ -223,7 +224,9 @@ def score_hypotheses(hyps_path: str, summary_path: str, per_utt_path: str, n_res
         for r in read_hypotheses(hyps_path)
     ]
     summary = summarize(scored, n_resamples, seed)
+    # A test set drawn from one subset gets no per-subset copy of its own figures.
     subsets = sorted({s.subset for s in scored} - {ALL_SUBSETS})
+    subsets = subsets if len(subsets) > 1 else []
     summary["subsets"] = {name: summarize([s for s in scored if s.subset == name], n_resamples, seed) for name in subsets}
     write_utterance_table(scored, per_utt_path)
     if ref_trn and hyp_trn:
