@@ -92,11 +92,14 @@ class ForwardClock:
 
     def __init__(self, module: torch.nn.Module, device: torch.device, keep_logits: bool = False):
         self.device, self.keep_logits = device, keep_logits
-        self.seconds, self.calls, self.logits = 0.0, 0, []
+        self.seconds, self.calls, self.samples, self.logits = 0.0, 0, 0, []
         self._started = 0.0
-        self._handles = [module.register_forward_pre_hook(self._pre), module.register_forward_hook(self._post)]
+        self._handles = [module.register_forward_pre_hook(self._pre, with_kwargs=True),
+                         module.register_forward_hook(self._post)]
 
-    def _pre(self, module, args) -> None:
+    def _pre(self, module, args, kwargs) -> None:
+        values = kwargs.get("input_values", args[0] if args else None)
+        self.samples += values.numel() if isinstance(values, torch.Tensor) else 0  # padded samples fed in
         _sync(self.device)
         self._started = time.perf_counter()
 
@@ -319,6 +322,7 @@ class Pass:
     forward_s: float
     frontend_s: float = float("nan")
     batches: int = 0
+    padded_samples: int = 0
 
 
 @torch.inference_mode()
@@ -329,10 +333,12 @@ def prototype(model, processor, waves: Sequence[np.ndarray], batches: list[list[
     blank, tokenizer = processor.tokenizer.pad_token_id, processor.tokenizer
     hypotheses = [""] * len(waves)
     forward_s = frontend_s = 0.0
+    padded = 0
     _sync(device)
     started = time.perf_counter()
     for index in batches:
         inputs = model_inputs(processor, [waves[i] for i in index], RATE)
+        padded += inputs["input_values"].numel()
         _sync(device)
         forward_started = time.perf_counter()
         if exact_frontend:
@@ -347,7 +353,7 @@ def prototype(model, processor, waves: Sequence[np.ndarray], batches: list[list[
             hypotheses[i] = ids_to_text(ids, tokenizer)
     _sync(device)
     return Pass(hypotheses, time.perf_counter() - started, forward_s, frontend_s if exact_frontend else float("nan"),
-                len(batches))
+                len(batches), padded)
 
 
 # ---------------------------------------------------------------- the paths, timed unit by unit
@@ -365,7 +371,7 @@ def make_paths(model, processor, pipe, device: torch.device, args: argparse.Name
         clock = ForwardClock(model, device)
         hypotheses, seconds = _timed(device, lambda: naive_loop(pipe, waves))
         clock.close()
-        return Pass(hypotheses, seconds, clock.seconds, batches=len(waves))
+        return Pass(hypotheses, seconds, clock.seconds, batches=len(waves), padded_samples=sum(len(w) for w in waves))
 
     def ours(waves: list[np.ndarray], keep_logits: bool) -> Pass:
         clock = ForwardClock(model, device, keep_logits=keep_logits)
@@ -374,7 +380,7 @@ def make_paths(model, processor, pipe, device: torch.device, args: argparse.Name
                                                                      device))
         clock.close()
         frontend.close()
-        result = Pass(hypotheses, seconds, clock.seconds, frontend.seconds, clock.calls)
+        result = Pass(hypotheses, seconds, clock.seconds, frontend.seconds, clock.calls, clock.samples)
         result.logits = clock.logits  # type: ignore[attr-defined]
         return result
 
@@ -385,7 +391,7 @@ def make_paths(model, processor, pipe, device: torch.device, args: argparse.Name
     paths = {"naive": naive, "ours": ours}
     if not args.no_prototypes:
         bounded = lambda lengths: bounded_batches(lengths, max_samples, args.max_padding)  # noqa: E731
-        paths[f"bounded padding (<= {args.max_padding:.0%})"] = proto(bounded, "")
+        paths[f"bounded padding (<= {args.max_padding:.0%}), plain HF forward"] = proto(bounded, "")
         paths["batch of 1 (no padding)"] = proto(lambda lengths: [[i] for i in _sorted(lengths)], "")
         paths[f"exact group-norm A: conv frontend per utterance, transformer in bounded ({args.max_padding:.0%}) "
               "batches"] = proto(bounded, "per-utterance")
@@ -402,6 +408,7 @@ class PathResult:
     forward_s: float
     frontend_s: float
     batches: int
+    padded_samples: int
     hypotheses: list[str]
     round_s: list[float]  # each round's total, for the spread
     second_s: float  # per unit the second-fastest round, summed: how far the fastest is from the next
@@ -417,7 +424,7 @@ class PathResult:
         rounds = len(passes[0])
         second = [sorted(p.seconds for p in unit_passes)[min(1, rounds - 1)] for unit_passes in passes]
         return cls(sum(p.seconds for p in best), sum(p.forward_s for p in best), sum(p.frontend_s for p in best),
-                   sum(p.batches for p in best), hypotheses,
+                   sum(p.batches for p in best), sum(p.padded_samples for p in best), hypotheses,
                    [sum(unit_passes[r].seconds for unit_passes in passes) for r in range(rounds)], sum(second))
 
 
@@ -430,8 +437,8 @@ def _forward_seconds(model, inputs: dict[str, torch.Tensor], device: torch.devic
 
 
 def profile_parts(model, processor, waves: Sequence[np.ndarray], batches: list[list[int]], logits: list[torch.Tensor],
-                  device: torch.device, repeats: int) -> dict[str, Any]:
-    """Seconds of the parts of ``transcribe`` around the forward pass, and two switches of the forward itself."""
+                  ) -> dict[str, Any]:
+    """Seconds of the parts of ``transcribe`` around the forward pass (feature extraction, search, decoding)."""
     parts: dict[str, Any] = {}
     started = time.perf_counter()
     batch_inputs = [model_inputs(processor, [waves[i] for i in index], RATE) for index in batches]
@@ -447,38 +454,51 @@ def profile_parts(model, processor, waves: Sequence[np.ndarray], batches: list[l
     _ = [ids_to_text(ids, processor.tokenizer) for batch_paths in paths for ids in batch_paths]
     parts["tokenizer"] = time.perf_counter() - started
     parts["tokens"] = float(sum(len(ids) for batch_paths in paths for ids in batch_paths))
-
-    # The attention mask on the largest padded batch: HF's advice for group-norm models is to pass none (zero
-    # padding only); our model_inputs always passes it. Alternated with and without, fastest kept; transcripts kept.
-    padded = max((index for index in batches if len(index) > 1), key=len, default=None)
-    if padded is not None:
-        inputs = model_inputs(processor, [waves[i] for i in padded], RATE)
-        bare = {"input_values": inputs["input_values"]}
-        with_mask, without_mask = [], []
-        for _ in range(max(1, repeats // 6)):
-            with_mask.append(_forward_seconds(model, inputs, device))
-            with torch.inference_mode():
-                output, seconds = _timed(device, lambda: model(**{k: v.to(device) for k, v in bare.items()}))
-            without_mask.append(seconds)
-        unmasked = output.logits.float().cpu()
-        lengths = model._get_feat_extract_output_lengths(inputs["attention_mask"].sum(-1)).tolist()
-        parts["padded batch"] = padded
-        parts["unmasked texts"] = [ids_to_text(ids, processor.tokenizer)
-                                   for ids in greedy_ctc(unmasked, lengths, blank)]
-        parts["padded mask"], parts["padded no mask"] = min(with_mask), min(without_mask)
-        parts["padded audio s"] = inputs["input_values"].numel() / RATE
-
-    # inference_mode (transcribe) against no_grad (the pipeline) on one utterance, alternated, fastest kept.
-    median = _sorted([len(w) for w in waves])[len(waves) // 2]
-    inputs = model_inputs(processor, [waves[median]], RATE)
-    inference, no_grad = [], []
-    for _ in range(repeats):
-        inference.append(_forward_seconds(model, inputs, device))
-        with torch.no_grad():
-            no_grad.append(_timed(device, lambda: model(**{k: v.to(device) for k, v in inputs.items()}))[1])
-    parts["switch audio s"] = len(waves[median]) / RATE
-    parts["inference_mode"], parts["no_grad"] = min(inference), min(no_grad)
     return parts
+
+
+class Switches:
+    """Two switches of the forward, each setting alternated with the other once per round (fastest kept):
+
+    - the attention mask on the largest padded batch: HF's advice for group-norm models is to pass none (zero
+      padding only), ``model_inputs`` always passes it (transcripts without it are kept for the comparison);
+    - ``inference_mode`` (``transcribe``) against ``no_grad`` (the pipeline), on one utterance of median length.
+    """
+
+    def __init__(self, model, processor, waves: Sequence[np.ndarray], batches: list[list[int]], device: torch.device):
+        self.model, self.processor, self.device = model, processor, device
+        self.padded = max((index for index in batches if len(index) > 1), key=len, default=None)
+        self.padded_inputs = model_inputs(processor, [waves[i] for i in self.padded], RATE) if self.padded else None
+        median = _sorted([len(w) for w in waves])[len(waves) // 2]
+        self.single = model_inputs(processor, [waves[median]], RATE)
+        self.times: dict[str, list[float]] = {"padded mask": [], "padded no mask": [], "inference_mode": [], "no_grad": []}
+        self.unmasked_texts: list[str] = []
+
+    def _forward(self, inputs: dict[str, torch.Tensor], no_grad: bool = False):
+        with torch.no_grad() if no_grad else torch.inference_mode():
+            return _timed(self.device, lambda: self.model(**{k: v.to(self.device) for k, v in inputs.items()}))
+
+    def run(self) -> None:
+        if self.padded_inputs is not None:
+            self.times["padded mask"].append(self._forward(self.padded_inputs)[1])
+            output, seconds = self._forward({"input_values": self.padded_inputs["input_values"]})
+            self.times["padded no mask"].append(seconds)
+            if not self.unmasked_texts:
+                samples = self.padded_inputs["attention_mask"].sum(-1)
+                frames = self.model._get_feat_extract_output_lengths(samples).tolist()
+                self.unmasked_texts = [ids_to_text(ids, self.processor.tokenizer) for ids in greedy_ctc(
+                    output.logits.float().cpu(), frames, self.processor.tokenizer.pad_token_id)]
+        for _ in range(3):
+            self.times["inference_mode"].append(self._forward(self.single)[1])
+            self.times["no_grad"].append(self._forward(self.single, no_grad=True)[1])
+
+    def parts(self) -> dict[str, Any]:
+        parts: dict[str, Any] = {name: min(times) for name, times in self.times.items() if times}
+        parts["switch audio s"] = self.single["input_values"].numel() / RATE
+        if self.padded_inputs is not None:
+            parts.update({"padded batch": self.padded, "unmasked texts": self.unmasked_texts,
+                          "padded audio s": self.padded_inputs["input_values"].numel() / RATE})
+        return parts
 
 
 def process_start_up() -> float:
@@ -515,10 +535,6 @@ def _verdict(value: float, goal: float, noise: float, higher_is_better: bool = T
 
 def _spread(times: Sequence[float]) -> str:
     return " / ".join(f"{t:.2f}" for t in times)
-
-
-def _padded_audio_s(lengths: Sequence[int], batches: list[list[int]]) -> float:
-    return sum(max(lengths[i] for i in index) * len(index) for index in batches) / RATE
 
 
 def main() -> None:
@@ -582,6 +598,7 @@ def main() -> None:
         job_out = tmp / "job"
         job_out.mkdir()
         names = list(paths)
+        switches = Switches(model, processor, waves, units, device)
         for round_no in range(args.rounds):
             for u, unit in enumerate(units):
                 shift = (round_no + u) % len(names)
@@ -592,6 +609,7 @@ def main() -> None:
             read_t.append(read_s)
             jobs.append(job(variant, manifest, job_out, args.batch_seconds, args.threads))
             torch.set_num_threads(args.threads)
+            switches.run()
             log(f"round {round_no + 1}: " + ", ".join(f"{name.split(':')[0].split(' (')[0]} "
                                                       f"{sum(p[round_no].seconds for p in passes[name]):.2f} s"
                                                       for name in names)
@@ -602,7 +620,7 @@ def main() -> None:
             job_hyps[record["id"]] = record["hypothesis"]
         logits = [passes["ours"][u][0].logits[k] for u in range(len(units))  # type: ignore[attr-defined]
                   for k in range(len(passes["ours"][u][0].logits))]  # type: ignore[attr-defined]
-        parts = profile_parts(model, processor, waves, units, logits, device, max(3, 3 * args.rounds))
+        parts = {**profile_parts(model, processor, waves, units, logits), **switches.parts()}
         log("profile: " + ", ".join(f"{k} {v:.3f}" for k, v in parts.items() if isinstance(v, float)))
         if args.cprofile:
             _cprofile(model, processor, waves, args.batch_seconds, device)
@@ -613,19 +631,23 @@ def main() -> None:
     results = {name: PathResult.of(units, passes[name], len(waves)) for name in names}
     naive, ours = results["naive"], results["ours"]
     naive_s, ours_s = naive.seconds, ours.seconds
-    # Timing noise: the naive loop's second-fastest rounds against its fastest (per unit, summed).
-    noise = naive.second_s / naive.seconds - 1
+    # Timing noise: the naive loop and the batches of one run the very same forward calls (same shapes, same
+    # model), so their forward sums differ by measurement error only; without that prototype, the naive loop's
+    # second-fastest rounds against its fastest (per unit, summed).
+    batch1 = next((r for name, r in results.items() if name.startswith("batch of 1")), None)
+    noise = abs(naive.forward_s / batch1.forward_s - 1) if batch1 else naive.second_s / naive.seconds - 1
     fastest_job = min(jobs, key=lambda j: j.wall_s)
     job_read = fastest_job.read_s if fastest_job.read_s == fastest_job.read_s else min(read_t)
     ratio = fastest_job.ratio(min(read_t))
     agreement = {name: _agreement(naive.hypotheses, result.hypotheses, tokenizer) for name, result in results.items()}
     job_same = sum(job_hyps[u.id] == h for u, h in zip(utterances, ours.hypotheses))
-    padded_s = _padded_audio_s(lengths, units)
+    padded_s = ours.padded_samples / RATE
     startup_s = fastest_job.load_s + job_read
     rows = [
         _row("naive HF pipeline loop (batch 1)", naive_s, audio_s, naive_s,
              f"round totals {_spread(naive.round_s)}; its forward calls {naive.forward_s:.2f} s"),
-        _row(f"ours: `transcribe` (batched greedy, {args.batch_seconds:g} s batches)", ours_s, audio_s, naive_s,
+        _row(f"ours: `transcribe` (batched greedy, {args.batch_seconds:g} s batches, as decoding.py has it)", ours_s,
+             audio_s, naive_s,
              f"round totals {_spread(ours.round_s)}; {ours.batches} batches, {padded_s:.1f} s padded audio "
              f"(+{padded_s / audio_s - 1:.0%}); transcripts differing from naive: {agreement['ours'].differing}/"
              f"{len(waves)}, CER vs naive {agreement['ours'].cer:.1%}"),
@@ -661,19 +683,19 @@ def main() -> None:
         + (f"{speedup:.1f}x | {_verdict(speedup, GPU_GOAL, noise)} |" if not cpu else "- | not measured: no GPU |"),
     ]
 
-    batch1 = next((r for name, r in results.items() if name.startswith("batch of 1")), None)
     waste = ours.forward_s - batch1.forward_s if batch1 else ours.forward_s * (1 - audio_s / padded_s)
     profile = [
         "| part | seconds | share of ours | notes |",
         "|---|---|---|---|",
-        f"| forward: conv frontend | {ours.frontend_s:.2f} | {ours.frontend_s / ours_s:.0%} | 7 conv layers on padded "
-        "waveforms |",
+        f"| forward: conv frontend | {ours.frontend_s:.2f} | {ours.frontend_s / ours_s:.0%} | the 7 conv layers as "
+        "`transcribe` runs them (padded batch, its group-norm handling) |",
         f"| forward: transformer + CTC head | {ours.forward_s - ours.frontend_s:.2f} | "
         f"{(ours.forward_s - ours.frontend_s) / ours_s:.0%} | |",
-        f"| padding waste (inside the forward) | {waste:.2f} | {waste / ours_s:.0%} | {padded_s - audio_s:.1f} s of zeros "
-        f"in {padded_s:.1f} s padded; "
-        + (f"= forward of ours - forward of batches of one ({batch1.forward_s:.2f} s)" if batch1
-           else "estimate: forward x padding share") + " |",
+        f"| forward beyond batches of one | {waste:.2f} | {waste / ours_s:.0%} | "
+        + (f"ours' forward - the batch-of-one prototype's ({batch1.forward_s:.2f} s, same audio): padding plus how a "
+           "batch runs (the frontend's group-norm handling, batched convolutions); " if batch1
+           else "estimate: forward x padding share; ")
+        + f"padding: {padded_s - audio_s:.1f} s of zeros in {padded_s:.1f} s fed (+{padded_s / audio_s - 1:.0%}) |",
         f"| outside the forward (features, search, loop) | {ours_s - ours.forward_s:.2f} | "
         f"{(ours_s - ours.forward_s) / ours_s:.1%} | ours - its forward calls |",
         f"| feature extractor: normalise + pad | {parts['features']:.3f} | {parts['features'] / ours_s:.2%} | "
@@ -707,20 +729,14 @@ def main() -> None:
         "differing from naive | CER vs naive |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    max_samples = int(args.batch_seconds * RATE)
     for name, result in results.items():
         if name in ("naive", "ours"):
             continue
-        unit_batches = []
-        for unit in units:
-            local = (bounded_batches([lengths[i] for i in unit], max_samples, args.max_padding)
-                     if not name.startswith("batch of 1") else [[k] for k in range(len(unit))])
-            unit_batches += [[unit[k] for k in batch] for batch in local]
         forward = f"{result.forward_s:.2f}" + (f" (frontend {result.frontend_s:.2f})" if result.frontend_s == result.frontend_s
                                                else "")
         proto_lines.append(f"| {name} | {result.seconds:.2f} ({_spread(result.round_s)}) | {naive_s / result.seconds:.2f}x "
                            f"| {ours_s / result.seconds:.2f}x | {forward} | {result.batches} | "
-                           f"+{_padded_audio_s(lengths, unit_batches) / audio_s - 1:.0%} | "
+                           f"+{result.padded_samples / RATE / audio_s - 1:.0%} | "
                            f"{agreement[name].differing}/{len(waves)} | {agreement[name].cer:.1%} |")
 
     report = (
@@ -741,11 +757,13 @@ def main() -> None:
         "| path | seconds | audio s | RTF | speed-up vs naive | notes |\n|---|---|---|---|---|---|\n"
         + "\n".join(rows)
         + f"\n\nProcess start-up (fresh interpreter importing the decode script's modules; not in the job wall): "
-        f"{import_s:.2f} s.\n\nTargets of issue #6 (timing noise = the naive loop's second-fastest rounds against its "
-        f"fastest, {noise:.1%}; a verdict whose margin is within it is marked within noise; (b) must hold in every "
-        "round):\n\n"
+        f"{import_s:.2f} s.\n\nTargets of issue #6 (timing noise {noise:.1%}: "
+        + ("the forward calls of the naive loop against those of the batch-of-one prototype, the very same computation"
+           if batch1 else "the naive loop's second-fastest rounds against its fastest")
+        + "; a verdict whose margin is within it is marked within noise; (b) must hold in every round):\n\n"
         + "\n".join(targets)
-        + "\n\nWhere our time goes (`transcribe`, fastest rounds; the switches alternate both settings, fastest kept):\n\n"
+        + "\n\nWhere our time goes (`transcribe`, fastest rounds; each switch alternates its two settings once per "
+        "round (the inference-mode one three times), fastest kept):\n\n"
         + "\n".join(profile)
         + ("\n\nPrototypes of changes to `decoding.py` (defined in this benchmark, timed in the same rounds and units; "
            "differing = transcripts that are not the naive loop's once special tokens are dropped; CER of the "

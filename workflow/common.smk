@@ -233,9 +233,10 @@ def language_model_params(wildcards):
 
 
 def lm_training_inputs(wildcards):
-    """The training split for an LM estimated from its transcripts; the user's text or ARPA file otherwise."""
+    """The training split for an LM estimated from its transcripts. A user's text or ARPA file is read by the job
+    (which names it when it is missing) rather than declared: a study must plan before its LM is fetched."""
     spec = GRID.language_models[wildcards.lm]
-    return {"train": "results/data/train"} if spec.source == "train" else {"source": ancient(spec.path)}
+    return {"train": "results/data/train"} if spec.source == "train" else {}
 
 
 def aggregate_inputs(wildcards):
