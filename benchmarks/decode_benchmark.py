@@ -413,7 +413,6 @@ class PathResult:
     round_s: list[float]  # each round's total, for the spread
     second_s: float  # per unit the second-fastest round, summed: how far the fastest is from the next
 
-
     @classmethod
     def of(cls, units: list[list[int]], passes: list[list[Pass]], n: int) -> "PathResult":
         best = [min(unit_passes, key=lambda p: p.seconds) for unit_passes in passes]

@@ -91,3 +91,25 @@ def test_padded_batches_of_a_group_norm_front_end_give_the_logits_of_one_utteran
     assert (plain[0, : frames[0]] - alone[0]).abs().max() > 1e-3
     # The wrapper is gone afterwards: training and saving see the model as it was.
     assert isinstance(model.wav2vec2.feature_extractor.conv_layers[0].layer_norm, torch.nn.GroupNorm)
+
+
+def test_signal_downsampling_of_a_group_norm_model_stays_exact_in_a_padded_batch():
+    import numpy as np
+
+    from asrcompress.compression.downsampling import DownsampledCTC
+    from asrcompress.decoding import masked_group_norm, model_inputs, set_valid_samples
+
+    model = DownsampledCTC(group_norm_model(), 2, "signal").eval()
+    processor = build_processor()
+    rng = np.random.default_rng(2)
+    waves = [rng.standard_normal(n).astype(np.float32) for n in (6001, 9000, 12000)]
+    inputs = model_inputs(processor, waves, 16000)
+    samples = inputs["attention_mask"].sum(-1)
+    frames = model._get_feat_extract_output_lengths(samples).tolist()
+    with torch.inference_mode():
+        alone = [model(**model_inputs(processor, [w], 16000)).logits[0] for w in waves]
+        with masked_group_norm(model) as norms:
+            set_valid_samples(norms, model.front_end_samples(samples))
+            masked = model(**inputs).logits
+    for row, (single, n) in enumerate(zip(alone, frames)):
+        torch.testing.assert_close(masked[row, :n], single[:n], atol=1e-4, rtol=1e-4)

@@ -211,7 +211,8 @@ def transcribe_all(
         started = time.perf_counter()
         inputs["input_values"] = inputs["input_values"].to(dtype)  # half-precision variants take half inputs
         with masked_group_norm(model) as norms:
-            set_valid_samples(norms, samples)
+            # A signal-downsampling wrapper feeds its front end fewer samples than the waveform has.
+            set_valid_samples(norms, model.front_end_samples(samples) if hasattr(model, "front_end_samples") else samples)
             logits = model(**{k: v.to(device) for k, v in inputs.items()}).logits.float().cpu()
         frames = model._get_feat_extract_output_lengths(samples).tolist()
         forward_s += time.perf_counter() - started

@@ -116,6 +116,10 @@ class DownsampledCTC(torch.nn.Module):
             samples *= stride
         return 1000.0 * samples * self.factor / self.sample_rate
 
+    def front_end_samples(self, samples: torch.Tensor) -> torch.Tensor:
+        """How many of each utterance's samples reach the CNN front end (signal downsampling keeps 1 in factor)."""
+        return ceil_div(samples, self.factor) if self.kind == "signal" else samples
+
     def _get_feat_extract_output_lengths(self, input_lengths, add_adapter: bool | None = None):
         """Logit frames per utterance of ``input_lengths`` samples (at the original rate)."""
         if self.kind == "signal":
