@@ -155,3 +155,16 @@ def test_bad_language_model_configs_name_the_key(entry, key):
     with pytest.raises(ConfigError) as error:
         LanguageModelSpec.from_config("m", entry)
     assert error.value.key == key
+
+
+def test_a_text_corpus_is_streamed_to_lmplz(tmp_path):
+    import gzip
+
+    corpus = tmp_path / "lm-norm.txt.gz"
+    with gzip.open(corpus, "wt") as handle:
+        handle.write("the cat sat\n\nTHE DOG SAT!\n" * 50)
+    summary = build_language_model(LanguageModelSpec("text", "text", order=2, path=str(corpus)), tmp_path / "lm")
+    assert summary["n_sentences"] == 100
+    assert set(unigrams(tmp_path / "lm" / "lm.arpa")) == {"THE", "CAT", "DOG", "SAT"}
+    with pytest.raises(PipelineError, match="missing.txt: language-model text file not found"):
+        build_language_model(LanguageModelSpec("gone", "text", path=str(tmp_path / "missing.txt")), tmp_path / "gone")

@@ -14,11 +14,11 @@ import numpy as np
 import torch
 
 from .audio import read_audio
+from .io import atomic_path, write_json
+from .manifest import read_manifest, resolve_audio
 from .search import GREEDY, DecoderSpec, Search, beam_search
 
 MAX_PADDING = 0.1  # at most 10% padded samples per batch (decode.max_padding)
-from .io import atomic_path, write_json
-from .manifest import read_manifest, resolve_audio
 
 
 def greedy_ctc(logits: torch.Tensor, frame_lengths: torch.Tensor | Sequence[int], blank: int) -> list[list[int]]:

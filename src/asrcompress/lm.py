@@ -14,8 +14,9 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from .errors import ConfigError, PipelineError
 from .io import atomic_path, write_json
@@ -86,31 +87,52 @@ def lm_sentences(texts: Iterable[str]) -> list[str]:
     return [sentence for sentence in (normalize(t) for t in texts) if sentence]
 
 
-def run_lmplz(sentences: Sequence[str], out_arpa: str | os.PathLike[str], order: int, prune: Sequence[int] = (),
-              lmplz: str | None = None, memory: str = "20%") -> None:
-    """Estimate a modified Kneser-Ney ``order``-gram from ``sentences`` into ``out_arpa`` (atomic)."""
-    if not sentences:
-        raise PipelineError(f"{out_arpa}: no sentences to estimate a language model from")
+def run_lmplz(sentences: Iterable[str], out_arpa: str | os.PathLike[str], order: int, prune: Sequence[int] = (),
+              lmplz: str | None = None, memory: str = "20%") -> int:
+    """Estimate a modified Kneser-Ney ``order``-gram from ``sentences`` into ``out_arpa`` (atomic).
+
+    The sentences are streamed to lmplz (LibriSpeech's LM text is 800M words); returns how many there were.
+    """
     command = [find_lmplz(lmplz), "--order", str(order), "--memory", memory, "--skip_symbols",
                # Small corpora lack the count-of-counts that Kneser-Ney's discounts are estimated from.
                "--discount_fallback"]
     if prune:
         command += ["--prune", *(str(p) for p in prune)]
-    with atomic_path(out_arpa) as tmp:
-        with open(tmp, "wb") as arpa:
-            done = subprocess.run(command, input="\n".join(sentences).encode() + b"\n", stdout=arpa,
-                                  stderr=subprocess.PIPE, check=False)
-        if done.returncode != 0:
-            raise PipelineError(f"{out_arpa}: lmplz failed ({done.returncode}): {done.stderr.decode()[-2000:]}")
+    n_sentences = 0
+    with atomic_path(out_arpa) as tmp, open(tmp, "wb") as arpa, tempfile.TemporaryFile() as errors:
+        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=arpa, stderr=errors)
+        try:
+            for sentence in sentences:
+                process.stdin.write(sentence.encode() + b"\n")
+                n_sentences += 1
+        except BrokenPipeError:
+            pass  # lmplz stopped early: its exit status and message say why
+        finally:
+            process.stdin.close()
+            returncode = process.wait()
+        if n_sentences == 0:
+            raise PipelineError(f"{out_arpa}: no sentences to estimate a language model from")
+        if returncode != 0:
+            errors.seek(0)
+            raise PipelineError(f"{out_arpa}: lmplz failed ({returncode}): {errors.read().decode()[-2000:]}")
+    return n_sentences
 
 
-def read_text_corpus(path: str | os.PathLike[str]) -> list[str]:
-    """A plain or gzipped text file, one sentence per line (LibriSpeech's librispeech-lm-norm.txt.gz, say)."""
+def read_text_corpus(path: str | os.PathLike[str]) -> Iterator[str]:
+    """The sentences of a plain or gzipped text file, one per line (LibriSpeech's librispeech-lm-norm.txt.gz, say),
+    read lazily; a missing file is reported at once, not when the first sentence is asked for."""
     if not Path(path).is_file():
         raise PipelineError(f"{path}: language-model text file not found")
     opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as handle:
-        return lm_sentences(handle)
+
+    def sentences() -> Iterator[str]:
+        with opener(path, "rt", encoding="utf-8") as handle:
+            for line in handle:
+                sentence = normalize(line)
+                if sentence:
+                    yield sentence
+
+    return sentences()
 
 
 def copy_arpa(source: str | os.PathLike[str], out_arpa: str | os.PathLike[str]) -> None:
@@ -157,9 +179,8 @@ def build_language_model(spec: LanguageModelSpec, out_dir: str | os.PathLike[str
             sentences = lm_sentences(u.text for u in read_manifest(train_manifest))
         else:
             sentences = read_text_corpus(spec.path)
-        run_lmplz(sentences, arpa, spec.order, spec.prune, lmplz)
-        n_sentences = len(sentences)
-    build_binary(arpa, out / BINARY_FILE, find_lmplz(lmplz) if spec.source != "arpa" else lmplz)
+        n_sentences = run_lmplz(sentences, arpa, spec.order, spec.prune, lmplz)
+    build_binary(arpa, out / BINARY_FILE, lmplz)
     summary = {"name": spec.name, "source": spec.source, "path": spec.path, "order": spec.order,
                "prune": list(spec.prune), "n_sentences": n_sentences, "ngrams": arpa_counts(arpa)}
     write_json(out / "summary.json", summary)
