@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml requirements/lock.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet -c requirements/lock.txt -e ".[test]"
+	$(BIN)/python -m pip install --quiet -c requirements/lock.txt -e ".[test,cluster]"
 	# pyctcdecode's metadata pins numpy<2 although it runs on numpy 2 (upstream #118/#119): its deps are ours.
 	$(BIN)/python -m pip install --quiet --no-deps -c requirements/lock.txt pyctcdecode
 	sh envs/build_kenlm.sh $(BIN)

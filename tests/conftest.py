@@ -75,3 +75,15 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """The whole workflow run locally on the tiny config, once per session: the SLURM test compares its
+    cluster run with it, and the workflow tests inspect it (restoring its config after any edit)."""
+    from workflow_utils import snakemake, tiny_config, workflow_copy
+
+    workdir = workflow_copy(tmp_path_factory.mktemp("run"), tiny_config())
+    result = snakemake(workdir)
+    assert result.returncode == 0, result.stderr[-5000:]
+    return workdir

@@ -1,4 +1,5 @@
-"""The five study configurations: valid, and a dry run plans the whole DAG once their downloads exist."""
+"""The five study configurations and the one beyond them: valid, and a dry run plans the whole DAG once their
+downloads exist."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from asrcompress.models import ModelSpec
 from workflow_utils import REPO, planned_jobs, workflow_copy
 
 STUDIES = sorted((REPO / "config" / "studies").glob("E*.yaml"))
+PAPER_CONFIGS = [*STUDIES, REPO / "config" / "studies" / "beyond.yaml"]  # beyond: every method, one grid
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 
 
@@ -40,7 +42,7 @@ def _fake_resources(workdir: Path, config: dict, grid) -> None:
             (workdir / spec.source).mkdir(parents=True, exist_ok=True)
 
 
-@pytest.mark.parametrize("study", STUDIES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("study", PAPER_CONFIGS, ids=lambda p: p.stem)
 def test_study_dry_run_plans_everything_but_the_downloads(tmp_path, study):
     config, grid = _grid(study)
     workdir = workflow_copy(tmp_path)
@@ -51,6 +53,8 @@ def test_study_dry_run_plans_everything_but_the_downloads(tmp_path, study):
     assert {"prepare_split", "corpus_bank", "augment", "finetune", "compress", "decode", "score", "aggregate"} <= rules
     n_cells = len(grid.models) * len(grid.variants) * len(grid.conditions)
     assert sum(rule == "decode" for rule, _ in jobs) == n_cells
+    if study.stem == "beyond":  # the largest configuration, the one the dry-run benchmark times
+        assert len(jobs) >= 2000 and len(grid.variants) >= 35
     fine_tunes = any(entry.get("finetune", True) for entry in config["models"].values())
     needs = {"test"}
     if fine_tunes or any(v.trains for v in grid.variants):
@@ -60,7 +64,7 @@ def test_study_dry_run_plans_everything_but_the_downloads(tmp_path, study):
     assert {wc for rule, wc in jobs if rule == "prepare_split"} == {f"split={split}" for split in needs}
 
 
-@pytest.mark.parametrize("study", STUDIES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("study", PAPER_CONFIGS, ids=lambda p: p.stem)
 def test_study_without_downloads_plans_them_from_the_catalog(tmp_path, study):
     config, grid = _grid(study)
     workdir = workflow_copy(tmp_path)

@@ -11,12 +11,10 @@ import pytest
 from workflow_utils import REPO, planned_jobs, snakemake, tiny_config, workflow_copy, write_config
 
 
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    workdir = workflow_copy(tmp_path_factory.mktemp("run"), tiny_config())
-    result = snakemake(workdir)
-    assert result.returncode == 0, result.stderr[-5000:]
-    return workdir
+@pytest.fixture
+def finished_run(tiny_run):
+    """The session's local run of the tiny config (tests here restore its config after editing it)."""
+    return tiny_run
 
 
 @pytest.mark.slow

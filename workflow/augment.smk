@@ -16,7 +16,7 @@ rule augment:
     resources:
         mem_mb=4000,
     conda:
-        "../envs/asrcompress.yaml"
+        "../envs/data.yaml"
     log:
         "logs/augment/{condition}.log",
     benchmark:

@@ -197,13 +197,38 @@ def variant_training(wildcards):
     return config["finetune"] if variant_of(wildcards).trains else {}
 
 
+# What each job asks a scheduler for (local, SLURM or any other executor). A profile may raise these; memory
+# grows with each retry, so a job killed for memory gets more on its next attempt.
+GPUS_PER_JOB = config["gpus_per_job"]
+TRAINING_THREADS = 8
+
+
+def scaled_memory(mb):
+    return lambda wildcards, attempt: mb * attempt
+
+
 def compress_threads(wildcards):
     """Training variants get the fine-tuning job's threads; the cost is timed on cost.threads either way."""
-    return 8 if variant_of(wildcards).trains else config["cost"]["threads"]
+    return TRAINING_THREADS if variant_of(wildcards).trains else config["cost"]["threads"]
 
 
-def compress_memory(wildcards):
-    return 8000 if variant_of(wildcards).trains else 4000
+def compress_memory(wildcards, attempt):
+    return (16000 if variant_of(wildcards).trains else 8000) * attempt
+
+
+def compress_gpus(wildcards):
+    """Only variants that train want a GPU: a conversion (quantizing, pruning without recovery) takes minutes."""
+    return GPUS_PER_JOB if variant_of(wildcards).trains else 0
+
+
+def decode_gpus(wildcards):
+    """Variants whose kernels exist on the CPU only (dynamic int8) decode there, without holding a GPU."""
+    return 0 if variant_of(wildcards).cpu_only else GPUS_PER_JOB
+
+
+def decode_threads(wildcards):
+    """A CPU decode runs one thread per job (jobs run side by side); a GPU decode needs a few to feed the GPU."""
+    return 4 if decode_gpus(wildcards) else 1
 
 
 def compress_inputs(wildcards):

@@ -18,8 +18,9 @@ rule compress:
     threads: compress_threads
     resources:
         mem_mb=compress_memory,
+        gpu=compress_gpus,
     conda:
-        "../envs/asrcompress.yaml"
+        "../envs/torch.yaml"
     log:
         "logs/compress/{model}/{variant}.log",
     benchmark:

@@ -9,7 +9,7 @@ if config["corpus"]["kind"] == "demo":
         params:
             spec=demo_split_params,
         conda:
-            "../envs/asrcompress.yaml"
+            "../envs/data.yaml"
         log:
             "logs/data/demo_corpus/{split}.log",
         benchmark:
@@ -28,7 +28,7 @@ else:
         params:
             spec=split_params,
         conda:
-            "../envs/asrcompress.yaml"
+            "../envs/data.yaml"
         log:
             "logs/data/prepare_split/{split}.log",
         benchmark:
@@ -46,7 +46,7 @@ rule corpus_bank:
     params:
         spec=corpus_bank_params,
     conda:
-        "../envs/asrcompress.yaml"
+        "../envs/data.yaml"
     log:
         "logs/data/corpus_bank/{bank_kind}/{bank}.log",
     benchmark:
@@ -62,7 +62,7 @@ rule noise_bank:
     params:
         spec=noise_bank_params,
     conda:
-        "../envs/asrcompress.yaml"
+        "../envs/data.yaml"
     log:
         "logs/data/noise_bank/{noise}.log",
     benchmark:
@@ -80,7 +80,7 @@ rule rir_bank:
         sample_rate=config["sample_rate"],
         seed=config["seed"],
     conda:
-        "../envs/asrcompress.yaml"
+        "../envs/data.yaml"
     log:
         "logs/data/rir_bank/{rt60}.log",
     benchmark:

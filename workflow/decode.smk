@@ -13,13 +13,17 @@ rule decode:
     params:
         batch_seconds=config["decode"]["batch_seconds"],
         max_padding=config["decode"]["max_padding"],
+        gpu_batch_seconds=config["decode"]["gpu_batch_seconds"],
+        precision=config["decode"]["precision"],
+        compile=config["decode"]["compile"],
         sample_rate=config["sample_rate"],
         decoders=[d.to_json() for d in GRID.decoders],
-    threads: 1
+    threads: decode_threads
     resources:
-        mem_mb=2000,
+        mem_mb=scaled_memory(8000),
+        gpu=decode_gpus,
     conda:
-        "../envs/asrcompress.yaml"
+        "../envs/torch.yaml"
     log:
         "logs/decode/{model}/{variant}/{condition}.log",
     benchmark:

@@ -22,7 +22,7 @@ rule download:
     resources:
         downloads=1,
     conda:
-        "../envs/asrcompress.yaml"
+        "../envs/data.yaml"
     log:
         "logs/download/{dataset}/{filename}.log",
     benchmark:
@@ -38,7 +38,7 @@ rule extract:
     output:
         directory("resources/corpora/{dataset}/{archive}"),
     conda:
-        "../envs/asrcompress.yaml"
+        "../envs/data.yaml"
     log:
         "logs/extract/{dataset}/{archive}.log",
     benchmark:
@@ -55,7 +55,7 @@ rule fetch_model:
         hub=hub_model_params,
     retries: 1
     conda:
-        "../envs/asrcompress.yaml"
+        "../envs/data.yaml"
     log:
         "logs/download/models/{model}.log",
     benchmark:

@@ -13,11 +13,12 @@ rule finetune:
         sample_rate=config["sample_rate"],
         seed=config["seed"],
         checkpoints="results/checkpoints/{model}",
-    threads: 8
+    threads: TRAINING_THREADS
     resources:
-        mem_mb=8000,
+        mem_mb=scaled_memory(16000),
+        gpu=GPUS_PER_JOB,
     conda:
-        "../envs/asrcompress.yaml"
+        "../envs/torch.yaml"
     log:
         "logs/finetune/{model}.log",
     benchmark:

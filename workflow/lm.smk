@@ -14,7 +14,7 @@ rule language_model:
     resources:
         mem_mb=4000,
     conda:
-        "../envs/asrcompress.yaml"
+        "../envs/lm.yaml"
     log:
         "logs/lm/{lm}.log",
     benchmark:

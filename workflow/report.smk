@@ -29,7 +29,7 @@ rule aggregate:
         bootstrap_resamples=config["score"]["bootstrap_resamples"],
         seed=config["seed"],
     conda:
-        "../envs/asrcompress.yaml"
+        "../envs/report.yaml"
     log:
         f"logs/{REPORT_LOGS}/aggregate.log",
     benchmark:
@@ -53,7 +53,7 @@ rule study_tables:
     wildcard_constraints:
         layout="grid|E[1-5]",
     conda:
-        "../envs/asrcompress.yaml"
+        "../envs/report.yaml"
     log:
         f"logs/{REPORT_LOGS}/table_{{layout}}.log",
     benchmark:
@@ -72,7 +72,7 @@ rule results_md:
         title=REPORT_CATEGORY,
         config_name=REPORT_NAME or "config/config.yaml",
     conda:
-        "../envs/asrcompress.yaml"
+        "../envs/report.yaml"
     log:
         f"logs/{REPORT_LOGS}/results_md.log",
     benchmark:
@@ -93,7 +93,7 @@ rule config_snapshot:
     params:
         config=config,
     conda:
-        "../envs/asrcompress.yaml"
+        "../envs/report.yaml"
     log:
         f"logs/{REPORT_LOGS}/config_snapshot.log",
     benchmark:
@@ -117,7 +117,7 @@ rule plot:
     params:
         style=config["report"]["style"],
     conda:
-        "../envs/asrcompress.yaml"
+        "../envs/report.yaml"
     log:
         f"logs/{REPORT_LOGS}/plot_{{figure}}.log",
     benchmark:
@@ -144,7 +144,7 @@ rule gallery:
         n_examples=config["report"]["gallery_examples"],
         seed=config["seed"],
     conda:
-        "../envs/asrcompress.yaml"
+        "../envs/report.yaml"
     log:
         "logs/report/gallery/{condition}.log",
     benchmark:

@@ -15,8 +15,11 @@ rule score:
     params:
         bootstrap_resamples=config["score"]["bootstrap_resamples"],
         seed=config["seed"],
+    threads: 1
+    resources:
+        mem_mb=1000,
     conda:
-        "../envs/asrcompress.yaml"
+        "../envs/report.yaml"
     log:
         "logs/score/{model}/{variant}/{decoder}/{condition}.log",
     benchmark:

@@ -1,5 +1,9 @@
 """CTC decoding, batched over length-sorted utterances: greedy best path, or beam search with a KenLM
 n-gram through pyctcdecode. The model runs once per batch; the search runs per utterance on its frames.
+
+On a GPU the batches are larger (``decode.gpu_batch_seconds`` of audio), the waveforms are normalised and
+padded on the device, the forward runs under autocast (``decode.precision``) and optionally compiled
+(``decode.compile``), and greedy search takes its argmax there, so only token ids cross back to the host.
 """
 
 from __future__ import annotations
@@ -7,18 +11,34 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
+import os
 import time
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, ContextManager, Iterator, Sequence
 
 import numpy as np
 import torch
 
 from .audio import read_audio
+from .errors import ConfigError
 from .io import atomic_path, write_json
 from .manifest import read_manifest, resolve_audio
 from .search import GREEDY, DecoderSpec, Search, beam_search
 
+log = logging.getLogger(__name__)
+
 MAX_PADDING = 0.1  # at most 10% padded samples per batch (decode.max_padding)
+GPU_BATCH_SECONDS = 800.0  # decode.gpu_batch_seconds
+COMPILE_BUCKET_SECONDS = 0.5  # a compiled forward sees batch lengths padded to multiples of this
+# torch's default mode: "max-autotune-no-cudagraphs" tunes every matmul shape, minutes per shape on a large
+# model, which one decode job (one test set) does not win back.
+COMPILE_MODE: str | None = None
+
+PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class PrecisionError(ConfigError, ValueError):
+    """A precision the device cannot use (or no precision at all); names the config key."""
 
 
 def greedy_ctc(logits: torch.Tensor, frame_lengths: torch.Tensor | Sequence[int], blank: int) -> list[list[int]]:
@@ -26,16 +46,14 @@ def greedy_ctc(logits: torch.Tensor, frame_lengths: torch.Tensor | Sequence[int]
 
     ``logits`` is (batch, frames, vocab); frames past each utterance's length are ignored.
     """
-    best = logits.argmax(dim=-1)
-    results = []
-    for row, length in zip(best, frame_lengths):
-        path = row[: int(length)]
-        if path.numel() == 0:
-            results.append([])
-            continue
-        collapsed = torch.unique_consecutive(path)
-        results.append([int(t) for t in collapsed if int(t) != blank])
-    return results
+    return collapse_paths(logits.argmax(dim=-1).cpu().numpy(), [int(n) for n in frame_lengths], blank)
+
+
+def collapse_paths(best: np.ndarray, frame_lengths: Sequence[int], blank: int) -> list[list[int]]:
+    """Per row of frame-wise best tokens (batch, frames): repeats merged, blanks dropped, padding frames ignored."""
+    keep = best != blank
+    keep[:, 1:] &= best[:, 1:] != best[:, :-1]  # a token survives where it starts a run
+    return [row[:n][kept[:n]].tolist() for row, kept, n in zip(best, keep, frame_lengths)]
 
 
 def ids_to_text(ids: Sequence[int], tokenizer) -> str:
@@ -46,7 +64,11 @@ def ids_to_text(ids: Sequence[int], tokenizer) -> str:
 @dataclasses.dataclass
 class DecodeTiming:
     """Cost of decoding one test set. The model runs once for all decoders; each decoder's wall time is
-    that forward time plus its own search. Loading the model and reading audio are not counted."""
+    that forward time plus its own search. Loading the model and reading audio are not counted; the forward
+    time includes preparing the inputs (normalise, pad, copy to the device) and, when compiled, compiling.
+
+    ``precision`` is the dtype the forward computed in (autocast's, or the variant's own); ``compiled``
+    whether a compiled forward decoded it (a compile that failed fell back to eager: false)."""
 
     n_utterances: int
     audio_s: float
@@ -55,6 +77,8 @@ class DecodeTiming:
     device: str
     threads: int
     batch_seconds: float
+    precision: str = "float32"
+    compiled: bool = False
 
     def wall_s(self, decoder: str) -> float:
         return self.forward_s + self.search_s[decoder]
@@ -115,11 +139,14 @@ class MaskedGroupNorm(torch.nn.Module):
         batch, channels, length = hidden.shape
         grouped = hidden.float().reshape(batch, self.norm.num_groups, -1, length)
         valid = (torch.arange(length, device=hidden.device)[None] < self.valid_frames.to(hidden.device)[:, None])
-        weight = valid[:, None, None, :].float()
-        count = weight.sum(-1, keepdim=True) * grouped.shape[2]
-        mean = (grouped * weight).sum((-2, -1), keepdim=True) / count
-        var = (((grouped - mean) * weight) ** 2).sum((-2, -1), keepdim=True) / count
-        normed = ((grouped - mean) / torch.sqrt(var + self.norm.eps)).reshape(batch, channels, length)
+        padding = ~valid[:, None, None, :]
+        count = valid.sum(-1).float()[:, None, None, None] * grouped.shape[2]
+        # masked_fill rather than multiplying by a float mask: on a GPU batch of 800 s the first convolution's
+        # output holds a billion values, and every full-size temporary costs gigabytes.
+        mean = grouped.masked_fill(padding, 0.0).sum((-2, -1), keepdim=True) / count
+        centered = grouped - mean
+        var = centered.masked_fill(padding, 0.0).square().sum((-2, -1), keepdim=True) / count
+        normed = (centered * torch.rsqrt(var + self.norm.eps)).reshape(batch, channels, length)
         if self.norm.affine:
             normed = normed * self.norm.weight.float()[:, None] + self.norm.bias.float()[:, None]
         return normed.to(hidden.dtype)
@@ -151,9 +178,49 @@ def masked_group_norm(model: torch.nn.Module) -> Iterator[list[tuple[MaskedGroup
             layer.layer_norm = masked.norm
 
 
-def set_valid_samples(norms: Sequence[tuple[MaskedGroupNorm, torch.nn.Conv1d]], samples: torch.Tensor) -> None:
+def set_valid_samples(norms: Sequence[tuple[MaskedGroupNorm, torch.nn.Conv1d]], samples: torch.Tensor,
+                      compiled: bool = False) -> None:
     for norm, conv in norms:
         norm.valid_frames = torch.div(samples - conv.kernel_size[0], conv.stride[0], rounding_mode="floor") + 1
+        if compiled:
+            # Its size is the batch size, which a compiled forward (ModelForward) keeps symbolic: left static, the
+            # first batch size would be baked in. Only then: importing dynamo takes seconds.
+            torch._dynamo.maybe_mark_dynamic(norm.valid_frames, 0)
+
+
+def has_own_kernel(module: torch.nn.Module) -> bool:
+    """Whether ``module`` computes with a kernel that fixes its own dtypes: a weight in a tensor format of its own
+    (torchao's int8/int4 tensors, 2:4 semi-structured sparse ones) or a torch.ao quantized module."""
+    weight = getattr(module, "weight", None)
+    packed = isinstance(weight, torch.Tensor) and type(weight) not in (torch.Tensor, torch.nn.Parameter)
+    return packed or type(module).__module__.startswith("torch.ao.nn.quantized")
+
+
+def _float32(value: Any) -> Any:
+    return value.float() if isinstance(value, torch.Tensor) and value.is_floating_point() else value
+
+
+@contextlib.contextmanager
+def outside_autocast(model: torch.nn.Module, device_type: str) -> Iterator[None]:
+    """While inside, every module with its own kernel (:func:`has_own_kernel`) runs with autocast off, on float32
+    inputs: exactly as in a float32 forward. Autocast would otherwise cast a packed weight itself (the 2:4 sparse
+    tensor has no such cast) or hand a half-precision activation to a kernel that takes float32 (torch.ao's int8);
+    the rest of the model still runs in the autocast dtype. The modules' own forwards are back on exit."""
+    patched = [(module, module.__dict__.get("forward")) for module in model.modules() if has_own_kernel(module)]
+    for module, _ in patched:
+        def forward(*args: Any, _forward: Callable[..., Any] = module.forward, **kwargs: Any) -> Any:
+            with torch.autocast(device_type, enabled=False):
+                return _forward(*map(_float32, args), **{k: _float32(v) for k, v in kwargs.items()})
+
+        module.forward = forward
+    try:
+        yield
+    finally:
+        for module, own in patched:
+            if own is None:
+                del module.forward  # the class's forward again
+            else:
+                module.forward = own
 
 
 def model_inputs(processor, waves: Sequence[np.ndarray], sample_rate: int) -> dict[str, torch.Tensor]:
@@ -164,70 +231,288 @@ def model_inputs(processor, waves: Sequence[np.ndarray], sample_rate: int) -> di
     return {"input_values": inputs.input_values, "attention_mask": inputs.attention_mask}
 
 
+def round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def device_inputs(waves: Sequence[np.ndarray], feature_extractor, device: torch.device | str,
+                  pad_to_multiple_of: int = 1) -> dict[str, torch.Tensor]:
+    """What :func:`model_inputs` gives, computed on ``device``: one (pinned, on CUDA) copy of the concatenated
+    raw waveforms, then padding and the feature extractor's per-utterance zero-mean / unit-variance
+    normalisation (over the valid samples, eps 1e-7, when ``do_normalize``) done there with masks.
+
+    ``pad_to_multiple_of`` pads the batch length further (a compiled forward sees few lengths). Nothing here
+    waits for the device: the lengths come from the host.
+    """
+    device = torch.device(device)
+    lengths = [len(w) for w in waves]
+    width = round_up(max(lengths), pad_to_multiple_of)
+    flat = torch.from_numpy(np.concatenate([np.asarray(w, dtype=np.float32) for w in waves]))
+    if device.type == "cuda":
+        flat = flat.pin_memory()
+    flat = flat.to(device, non_blocking=True)
+    values = torch.nn.utils.rnn.pad_sequence(list(flat.split(lengths)), batch_first=True)  # zeros after each
+    if width > values.shape[1]:
+        values = torch.nn.functional.pad(values, (0, width - values.shape[1]))
+    counts = torch.tensor(lengths).to(device, non_blocking=True)
+    valid = torch.arange(width, device=device)[None] < counts[:, None]
+    if getattr(feature_extractor, "do_normalize", False):
+        n = counts[:, None].float()
+        mean = values.sum(-1, keepdim=True) / n
+        centered = values - mean
+        var = centered.masked_fill(~valid, 0.0).square().sum(-1, keepdim=True) / n  # numpy's var: population
+        values = centered / torch.sqrt(var + 1e-7)
+    padding_value = float(getattr(feature_extractor, "padding_value", 0.0))
+    return {"input_values": values.masked_fill(~valid, padding_value), "attention_mask": valid.to(torch.int32)}
+
+
 def model_dtype(model: torch.nn.Module) -> torch.dtype:
     """The floating dtype the model computes in (float32 unless a method changed it)."""
     return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
 
 
 def pick_device(cpu_only: bool = False) -> torch.device:
-    return torch.device("cuda") if torch.cuda.is_available() and not cpu_only else torch.device("cpu")
+    """The GPU to run on, or the CPU (``cpu_only``, or no GPU).
+
+    Under a scheduler (``CUDA_VISIBLE_DEVICES`` set, as SLURM sets it) the first visible GPU is the one
+    allocated to the job. Without one, on a shared workstation with several GPUs, the one with the most free
+    memory; it becomes the current device, so code that asks for "the" GPU (capability checks of the kernels,
+    synchronize) means the same one.
+    """
+    if cpu_only or not torch.cuda.is_available():
+        return torch.device("cpu")
+    count = torch.cuda.device_count()
+    if os.environ.get("CUDA_VISIBLE_DEVICES") is not None or count == 1:
+        return torch.device("cuda", 0)
+    free = [torch.cuda.mem_get_info(index)[0] for index in range(count)]  # opens a context on each GPU
+    best = max(range(count), key=lambda index: free[index])
+    log.info("CUDA_VISIBLE_DEVICES is unset and %d GPUs are visible: using cuda:%d, the one with the most free "
+             "memory (%s GiB free)", count, best, ", ".join(f"cuda:{i} {f / 2**30:.1f}" for i, f in enumerate(free)))
+    torch.cuda.set_device(best)
+    return torch.device("cuda", best)
+
+
+def resolve_precision(name: str, device: torch.device | str, key: str = "decode.precision") -> torch.dtype | None:
+    """The autocast dtype of ``decode.precision`` / ``finetune.precision`` on ``device``; ``None``: float32.
+
+    auto: bf16 on a GPU that computes it natively, else fp16; float32 on a CPU. An explicit bf16 is honoured
+    on a CPU (CPU autocast has bf16 kernels); fp16 is not (CPU autocast gains nothing from it).
+    """
+    device = torch.device(device)
+    if name != "auto" and name not in PRECISIONS:
+        raise PrecisionError(key, f"unknown precision {name!r}; one of auto, {', '.join(PRECISIONS)}")
+    if device.type != "cuda":
+        if name == "fp16":
+            raise PrecisionError(key, "fp16 runs on a GPU only; on a CPU use fp32 or bf16 (or auto: fp32)")
+        return None if name == "auto" else PRECISIONS[name]
+    if name == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
+    return PRECISIONS[name]
+
+
+def precision_name(dtype: torch.dtype | None) -> str:
+    return str(dtype or torch.float32).removeprefix("torch.")
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> ContextManager[Any]:
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class ModelForward:
+    """The model's forward, compiled when asked (CUDA only); a compile that fails, at once or at a later
+    shape, is logged and the forward stays eager: a slower job, never a failed one."""
+
+    def __init__(self, model: torch.nn.Module, compile: bool, mode: str | None = COMPILE_MODE,
+                 backend: str | Callable[..., Any] = "inductor") -> None:
+        self.model = model
+        self.compiled: Callable[..., Any] | None = None
+        if compile:
+            try:
+                self.compiled = torch.compile(model, mode=mode, backend=backend)
+            except Exception as err:  # torch raises many types; any of them only means "run eager"
+                self._fall_back(err)
+
+    @property
+    def is_compiled(self) -> bool:
+        return self.compiled is not None
+
+    def _fall_back(self, err: Exception) -> None:
+        log.warning("torch.compile failed, decoding eagerly: %s: %s", type(err).__name__, str(err).splitlines()[0]
+                    if str(err) else "")
+        self.compiled = None
+
+    def __call__(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.compiled is not None:
+            # Batch size and length symbolic from the first compile: static shapes would compile once per batch
+            # (every batch of a length-sorted test set has its own shape), torch's automatic dynamic twice more.
+            # A batch of one still gets its own graph (torch specialises sizes 0 and 1).
+            for tensor in inputs.values():
+                torch._dynamo.maybe_mark_dynamic(tensor, 0)
+                torch._dynamo.maybe_mark_dynamic(tensor, 1)
+            try:
+                return self.compiled(**inputs).logits
+            except Exception as err:
+                self._fall_back(err)
+        return self.model(**inputs).logits
+
+
+@dataclasses.dataclass
+class BatchOutput:
+    """One batch's model output on the host: frame-wise best tokens (greedy) and/or log-probabilities (beam).
+
+    On a GPU both are reduced there and copied back without blocking (into pinned memory); ``wait`` is the
+    one sync per batch, which also makes the forward time honest."""
+
+    best: torch.Tensor | None
+    log_probs: torch.Tensor | None
+    ready: torch.cuda.Event | None = None
+
+    @classmethod
+    def of(cls, logits: torch.Tensor, greedy: bool, beam: bool) -> "BatchOutput":
+        # argmax of half-precision logits equals argmax of their float32 copies (the cast is exact and monotone)
+        best = logits.argmax(dim=-1).to(torch.int32) if greedy else None
+        log_probs = torch.log_softmax(logits.float(), dim=-1) if beam else None
+        if logits.device.type != "cuda":
+            return cls(best, log_probs)
+        best, log_probs = (_to_pinned_host(t) if t is not None else None for t in (best, log_probs))
+        ready = torch.cuda.Event()
+        ready.record()
+        return cls(best, log_probs, ready)
+
+    def wait(self) -> None:
+        if self.ready is not None:
+            self.ready.synchronize()
+
+
+def _to_pinned_host(tensor: torch.Tensor) -> torch.Tensor:
+    host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+    return host.copy_(tensor, non_blocking=True)
+
+
+@dataclasses.dataclass
+class DecodeRun:
+    """What decoding a list of waveforms gave: transcripts per decoder (input order) and how it ran."""
+
+    hypotheses: dict[str, list[str]]
+    forward_s: float
+    search_s: dict[str, float]
+    precision: str
+    compiled: bool
+    batch_seconds: float
 
 
 def transcribe(
     model, processor, waves: Sequence[np.ndarray], sample_rate: int, batch_seconds: float, device: torch.device,
-    search: Search | None = None, max_padding: float | None = MAX_PADDING,
+    search: Search | None = None, max_padding: float | None = MAX_PADDING, *, precision: str = "auto",
+    gpu_batch_seconds: float = GPU_BATCH_SECONDS,
 ) -> tuple[list[str], float]:
     """Transcripts in input order and the wall seconds spent on forward passes and search."""
-    hypotheses, forward_s, search_s = transcribe_all(model, processor, waves, sample_rate, batch_seconds, device, {"": search},
-                                                     max_padding)
-    return hypotheses[""], forward_s + search_s[""]
+    run = decode_waves(model, processor, waves, sample_rate, batch_seconds, device, {"": search}, max_padding,
+                       precision=precision, gpu_batch_seconds=gpu_batch_seconds)
+    return run.hypotheses[""], run.forward_s + run.search_s[""]
 
 
-@torch.inference_mode()
 def transcribe_all(
     model, processor, waves: Sequence[np.ndarray], sample_rate: int, batch_seconds: float, device: torch.device,
-    searches: dict[str, Search | None], max_padding: float | None = MAX_PADDING,
+    searches: dict[str, Search | None], max_padding: float | None = MAX_PADDING, *, precision: str = "auto",
+    gpu_batch_seconds: float = GPU_BATCH_SECONDS, compile: bool = False,
 ) -> tuple[dict[str, list[str]], float, dict[str, float]]:
     """Every decoder's transcripts from one forward pass per batch, in input order.
 
     A search decodes one utterance's log-probabilities; ``None`` is greedy best path over the whole batch.
     Returns the transcripts per decoder, the forward seconds, and each decoder's search seconds.
     """
+    run = decode_waves(model, processor, waves, sample_rate, batch_seconds, device, searches, max_padding,
+                       precision=precision, gpu_batch_seconds=gpu_batch_seconds, compile=compile)
+    return run.hypotheses, run.forward_s, run.search_s
+
+
+def _front_end_samples(model: torch.nn.Module, samples: torch.Tensor) -> torch.Tensor:
+    # A signal-downsampling wrapper feeds its front end fewer samples than the waveform has.
+    return model.front_end_samples(samples) if hasattr(model, "front_end_samples") else samples
+
+
+@torch.inference_mode()
+def decode_waves(
+    model, processor, waves: Sequence[np.ndarray], sample_rate: int, batch_seconds: float, device: torch.device,
+    searches: dict[str, Search | None], max_padding: float | None = MAX_PADDING, *, precision: str = "auto",
+    gpu_batch_seconds: float = GPU_BATCH_SECONDS, compile: bool = False,
+    compile_bucket_seconds: float = COMPILE_BUCKET_SECONDS,
+) -> DecodeRun:
+    """:func:`transcribe_all`, saying also how it ran (precision, compiled, batch seconds).
+
+    ``batch_seconds`` is the padded audio per batch on a CPU, ``gpu_batch_seconds`` on a GPU. ``precision``
+    (``decode.precision``) autocasts a float32 variant's forward; a variant stored in half precision keeps its
+    dtype. ``compile`` applies on CUDA only; its batches are padded to multiples of ``compile_bucket_seconds``.
+    """
     model = model.to(device).eval()
-    if device.type == "cpu" and has_group_norm_front_end(model):
+    cuda = device.type == "cuda"
+    if not cuda and has_group_norm_front_end(model):
         # Measured (benchmarks/decode_benchmark.py, wav2vec2-base shape, 2 threads): on a CPU a batched group-norm
         # front end is 18% slower than one utterance at a time, so such models decode unpadded there.
         max_padding = 0.0
-    blank = processor.tokenizer.pad_token_id
+    if compile and not cuda:
+        log.info("decode.compile is ignored on %s: compiling costs more there than it saves", device.type)
     dtype = model_dtype(model)
+    # Autocast only a float32 model: a variant stored in fp16/bf16 computes in its own dtype, and integer
+    # kernels are not float ops autocast would touch.
+    requested = resolve_precision(precision, device)
+    cast = requested if dtype == torch.float32 else None
+    seconds = gpu_batch_seconds if cuda else batch_seconds
+    multiple = max(1, int(compile_bucket_seconds * sample_rate)) if compile and cuda else 1
+    greedy = any(search is None for search in searches.values())
+    beam = any(search is not None for search in searches.values())
+    blank = processor.tokenizer.pad_token_id
     hypotheses = {name: [""] * len(waves) for name in searches}
     search_s = dict.fromkeys(searches, 0.0)
     forward_s = 0.0
-    for index in length_sorted_batches([len(w) for w in waves], int(batch_seconds * sample_rate), max_padding):
-        inputs = model_inputs(processor, [waves[i] for i in index], sample_rate)
-        samples = inputs["attention_mask"].sum(-1)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        started = time.perf_counter()
-        inputs["input_values"] = inputs["input_values"].to(dtype)  # half-precision variants take half inputs
-        with masked_group_norm(model) as norms:
-            # A signal-downsampling wrapper feeds its front end fewer samples than the waveform has.
-            set_valid_samples(norms, model.front_end_samples(samples) if hasattr(model, "front_end_samples") else samples)
-            logits = model(**{k: v.to(device) for k, v in inputs.items()}).logits.float().cpu()
-        frames = model._get_feat_extract_output_lengths(samples).tolist()
-        forward_s += time.perf_counter() - started
-        log_probs = None
-        for name, search in searches.items():
+    # The group norms are swapped once for the whole run: a compiled forward would recompile on every swap.
+    own_kernels = outside_autocast(model, device.type) if cast is not None else contextlib.nullcontext()
+    with masked_group_norm(model) as norms, own_kernels:
+        forward = ModelForward(model, compile and cuda)
+        for index in length_sorted_batches([len(w) for w in waves], int(seconds * sample_rate), max_padding):
+            batch = [waves[i] for i in index]
+            samples = torch.tensor([len(w) for w in batch])
+            synchronize(device)
             started = time.perf_counter()
-            if search is None:
-                texts = [ids_to_text(ids, processor.tokenizer) for ids in greedy_ctc(logits, frames, blank)]
-            else:
-                log_probs = torch.log_softmax(logits, dim=-1).numpy() if log_probs is None else log_probs
-                texts = [search(log_probs[row, : int(n)]) for row, n in enumerate(frames)]
-            search_s[name] += time.perf_counter() - started
-            for i, text in zip(index, texts):
-                hypotheses[name][i] = text
-    return hypotheses, forward_s, search_s
+            inputs = _batch_inputs(processor, batch, sample_rate, device, multiple)
+            inputs["input_values"] = inputs["input_values"].to(dtype)  # half-precision variants take half inputs
+            set_valid_samples(norms, _front_end_samples(model, samples.to(device, non_blocking=True)),
+                              forward.is_compiled)
+            with autocast(device, cast):
+                output = BatchOutput.of(forward(inputs), greedy, beam)
+            output.wait()
+            forward_s += time.perf_counter() - started
+            frames = model._get_feat_extract_output_lengths(samples).tolist()
+            paths = collapse_paths(output.best.numpy(), frames, blank) if greedy else []
+            for name, search in searches.items():
+                started = time.perf_counter()
+                if search is None:
+                    texts = [ids_to_text(ids, processor.tokenizer) for ids in paths]
+                else:
+                    log_probs = output.log_probs.numpy()
+                    texts = [search(log_probs[row, : int(n)]) for row, n in enumerate(frames)]
+                search_s[name] += time.perf_counter() - started
+                for i, text in zip(index, texts):
+                    hypotheses[name][i] = text
+    precision_used = precision_name(cast) if dtype == torch.float32 else precision_name(dtype)
+    return DecodeRun(hypotheses, forward_s, search_s, precision_used, forward.is_compiled, seconds)
+
+
+def _batch_inputs(processor, waves: Sequence[np.ndarray], sample_rate: int, device: torch.device,
+                  pad_to_multiple_of: int) -> dict[str, torch.Tensor]:
+    if device.type == "cuda":
+        return device_inputs(waves, processor.feature_extractor, device, pad_to_multiple_of)
+    # Measured on 2 CPU threads, 2474 s of LibriSpeech-like lengths (fastest of 7 interleaved rounds per batch):
+    # the feature extractor's NumPy loop 0.24 s in 60 s batches (0.19 s unpadded, one utterance per batch),
+    # device_inputs 0.58 s (0.25 s): it makes a few more passes over memory. Both are under 1 % of the CPU
+    # forward; the CPU keeps the faster one.
+    return model_inputs(processor, waves, sample_rate)
 
 
 def make_search(decoder: DecoderSpec, processor, vocab_size: int, lm_path: str | None) -> Search | None:
@@ -250,7 +535,8 @@ def write_hypotheses(path: str, utterances: Sequence, hypotheses: Sequence[str])
 def decode_test_set(
     variant_dir: str, condition_manifest: str, hyps_path: str | dict[str, str], timing_path: str, sample_rate: int,
     batch_seconds: float, threads: int, decoders: Sequence[DecoderSpec] = (GREEDY,), lm_paths: dict[str, str] | None = None,
-    max_padding: float | None = MAX_PADDING,
+    max_padding: float | None = MAX_PADDING, *, precision: str = "auto", gpu_batch_seconds: float = GPU_BATCH_SECONDS,
+    compile: bool = False,
 ) -> DecodeTiming:
     """Decode one condition with one variant and every decoder: hypotheses (JSONL) per decoder, one timing record.
 
@@ -268,16 +554,17 @@ def decode_test_set(
     from .io import read_json
 
     device = pick_device(read_json(f"{variant_dir}/card.json").get("cpu_only", False))
+    resolve_precision(precision, device)  # a bad precision fails before the model and audio are loaded
     model, processor, card = load_variant(variant_dir, device)
     utterances = read_manifest(condition_manifest)
     waves = [read_audio(resolve_audio(u, condition_manifest), sample_rate) for u in utterances]
     searches = {d.name: make_search(d, processor, model.config.vocab_size, (lm_paths or {}).get(d.language_model))
                 for d in decoders}
-    hypotheses, forward_s, search_s = transcribe_all(model, processor, waves, sample_rate, batch_seconds, device, searches,
-                                                     max_padding)
-    for name, texts in hypotheses.items():
+    run = decode_waves(model, processor, waves, sample_rate, batch_seconds, device, searches, max_padding,
+                       precision=precision, gpu_batch_seconds=gpu_batch_seconds, compile=compile)
+    for name, texts in run.hypotheses.items():
         write_hypotheses(hyps_paths[name], utterances, texts)
-    timing = DecodeTiming(len(utterances), sum(len(w) for w in waves) / sample_rate, forward_s, search_s, device.type,
-                          torch.get_num_threads(), batch_seconds)
+    timing = DecodeTiming(len(utterances), sum(len(w) for w in waves) / sample_rate, run.forward_s, run.search_s,
+                          device.type, torch.get_num_threads(), run.batch_seconds, run.precision, run.compiled)
     write_json(timing_path, timing.to_json())
     return timing

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .audio import read_audio
-from .decoding import model_inputs, pick_device, transcribe
+from .decoding import autocast, model_inputs, pick_device, precision_name, resolve_precision, transcribe
 from .manifest import Utterance, read_manifest, resolve_audio
 from .scoring import count_errors, total
 from .text import normalize
@@ -40,6 +40,7 @@ class TrainConfig:
     freeze_feature_encoder: bool = False
     threads: int = 0
     augment: dict[str, Any] = dataclasses.field(default_factory=dict)
+    precision: str = "auto"  # autocast dtype of forward + loss: auto, fp32, bf16, fp16 (resolve_precision)
 
     @classmethod
     def from_config(cls, entry: dict[str, Any]) -> "TrainConfig":
@@ -140,9 +141,14 @@ def lr_lambda(warmup: int, total_steps: int) -> Callable[[int], float]:
     return factor
 
 
-def evaluate(model, processor, waves, texts, sample_rate: int, batch_seconds: float = 120.0) -> tuple[float, float]:
-    """Greedy-decoding WER and CER over a dev set; leaves the model in training mode."""
-    hypotheses, _ = transcribe(model, processor, waves, sample_rate, batch_seconds, next(model.parameters()).device)
+def evaluate(model, processor, waves, texts, sample_rate: int, batch_seconds: float = 120.0,
+             precision: str = "auto") -> tuple[float, float]:
+    """Greedy-decoding WER and CER over a dev set; leaves the model in training mode.
+
+    The same batch size on a GPU as on a CPU: beside the optimiser state, decoding's large GPU batches would
+    need memory training does not leave."""
+    hypotheses, _ = transcribe(model, processor, waves, sample_rate, batch_seconds, next(model.parameters()).device,
+                               precision=precision, gpu_batch_seconds=batch_seconds)
     model.train()
     summary = total(count_errors(text, hyp) for text, hyp in zip(texts, hypotheses))
     return summary.wer, summary.cer
@@ -166,6 +172,10 @@ def train(
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     device = pick_device()
+    cast = resolve_precision(config.precision, device, key="finetune.precision")
+    # fp16 gradients underflow without loss scaling; bf16 has float32's range and needs none.
+    scaler = torch.amp.GradScaler(device.type) if cast == torch.float16 else None
+    log.info("training on %s in %s%s", device, precision_name(cast), " with a gradient scaler" if scaler else "")
     model.to(device)
     train_utts, dev_utts = read_manifest(train_manifest), read_manifest(dev_manifest)
     train_waves = load_waves(train_utts, train_manifest, sample_rate)
@@ -188,8 +198,11 @@ def train(
 
     shapes = {k: list(v.shape) for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)}
     architecture = model.config.to_dict() if hasattr(model, "config") else None
-    # run_key: what else defines the run (a compression recipe and its baseline), so an edit never resumes a stale one
-    run_id = fingerprint(dataclasses.asdict(config), [(u.id, u.text) for u in train_utts], architecture, shapes, run_key)
+    # run_key: what else defines the run (a compression recipe and its baseline), so an edit never resumes a stale one.
+    # The precision is left out, like the device: it says how to compute the recipe (and "auto" differs between a
+    # GPU and a CPU), so a run may resume elsewhere, and checkpoints from before the setting existed still count.
+    recipe = {k: v for k, v in dataclasses.asdict(config).items() if k != "precision"}
+    run_id = fingerprint(recipe, [(u.id, u.text) for u in train_utts], architecture, shapes, run_key)
     checkpoint = Path(checkpoint_dir) / "checkpoint.pt"
     start_step, history = 0, []
     if checkpoint.exists():
@@ -201,6 +214,8 @@ def train(
             torch.set_rng_state(state["torch_rng"])
             if device.type == "cuda" and state.get("cuda_rng") is not None:
                 torch.cuda.set_rng_state_all(state["cuda_rng"])
+            if scaler is not None and state.get("scaler"):
+                scaler.load_state_dict(state["scaler"])
             start_step, history = state["step"], state["history"]
             log.info("resumed from %s at step %d", checkpoint, start_step)
         else:
@@ -224,13 +239,15 @@ def train(
             waves = [augmenter(w, rng) for w in waves]
         batch = collate(processor, waves, [train_texts[i] for i in index], sample_rate)
         batch = {k: v.to(device) for k, v in batch.items()}
-        loss = hooks.loss(model, batch, step) if hooks.loss else model(**batch).loss
+        # transformers' CTC loss takes log_softmax in float32 and ctc_loss is on autocast's float32 list, so
+        # only the network's matmuls and convolutions run in the autocast dtype.
+        with autocast(device, cast):
+            loss = hooks.loss(model, batch, step) if hooks.loss else model(**batch).loss
+        loss = loss.float()
         if hooks.extra_loss:
             loss = loss + hooks.extra_loss(model, step)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-        optimizer.step()
+        update(loss, optimizer, params, config.grad_clip, scaler)
         scheduler.step()
         if hooks.after_step:
             hooks.after_step(model, step)
@@ -246,18 +263,36 @@ def train(
             log.info("step %d: %s", done, ", ".join(f"{k} {v:.4g}" for k, v in hooks.log_values(model).items()))
         if done % config.eval_every == 0 or done == config.steps:
             if hooks.evaluate:
-                dev_wer, dev_cer = evaluate(model, processor, dev_waves, dev_texts, sample_rate)
+                dev_wer, dev_cer = evaluate(model, processor, dev_waves, dev_texts, sample_rate,
+                                            precision=config.precision)
                 log.info("eval step %d: dev WER %.2f%% CER %.2f%%", done, 100 * dev_wer, 100 * dev_cer)
             history.append({"step": done, "train_loss": float(np.mean(loss_window)), "dev_wer": dev_wer, "dev_cer": dev_cer})
             loss_window = []
         if done % config.checkpoint_every == 0 and done < config.steps:
-            save_checkpoint(checkpoint, run_id, done, model, optimizer, scheduler, history)
+            save_checkpoint(checkpoint, run_id, done, model, optimizer, scheduler, history, scaler)
     model.to("cpu")
     final_loss = history[-1]["train_loss"] if history else float("nan")
     return TrainResult(config.steps, time.time() - started, final_loss, dev_wer, dev_cer, history)
 
 
-def save_checkpoint(path: Path, run_id: str, step: int, model, optimizer, scheduler, history) -> None:
+def update(loss: torch.Tensor, optimizer: torch.optim.Optimizer, params: Sequence[torch.nn.Parameter], grad_clip: float,
+           scaler: torch.amp.GradScaler | None) -> None:
+    """Backward, gradient clipping and the optimiser step; with a scaler (fp16) the gradients are unscaled before
+    clipping, so the clip threshold means what it does in float32, and a step with overflowed gradients is skipped."""
+    if scaler is None:
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+        optimizer.step()
+        return
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+
+
+def save_checkpoint(path: Path, run_id: str, step: int, model, optimizer, scheduler, history,
+                    scaler: torch.amp.GradScaler | None = None) -> None:
     from .io import atomic_path
 
     state = {
@@ -269,6 +304,7 @@ def save_checkpoint(path: Path, run_id: str, step: int, model, optimizer, schedu
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         "history": history,
+        "scaler": scaler.state_dict() if scaler is not None else None,
     }
     with atomic_path(path) as tmp:
         torch.save(state, tmp)

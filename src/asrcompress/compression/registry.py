@@ -292,6 +292,11 @@ class Variant:
     def needs_training_data(self) -> bool:
         return self.recovery is not None or any(get(s.method).needs_data for s in self.steps)
 
+    @property
+    def cpu_only(self) -> bool:
+        """Whether one of its steps has CPU kernels only (a GPU would sit idle while it decodes)."""
+        return any(get(s.method).cpu_only for s in self.steps)
+
 
 def _step(entry: dict[str, Any], level: Any, key: str) -> Step:
     method = get(entry.get("method", ""), f"{key}.method")

@@ -1,0 +1,136 @@
+"""profiles/slurm on a real SLURM: the tiny config through sbatch on a one-node cluster on this machine.
+
+The cluster (slurmctld + slurmd on localhost, CPU only) is started by tests/slurm_cluster.py, which installs
+Debian's slurm-wlm and munge first when they are missing. The run uses profiles/slurm itself, with only what
+a user edits changed (partition, account) plus what a cluster without slurmdbd needs (squeue status polling).
+"""
+
+from __future__ import annotations
+
+import filecmp
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from slurm_cluster import PARTITION, SlurmCluster, start_cluster, unavailable_reason
+from workflow_utils import REPO, SNAKEMAKE, planned_jobs, tiny_config, workflow_copy
+
+# Columns that measure this run's machine (wall time, latency) rather than the results.
+TIMING_COLUMNS = ["rtf", "decode_wall_s", "cpu_latency_ms", "cpu_rtf", "gpu_latency_ms"]
+
+
+def profile_for_test_cluster(workdir: Path) -> Path:
+    """profiles/slurm with the values a user sets (partition, account) set for the test cluster."""
+    profile = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
+    profile["default-resources"]["slurm_partition"] = PARTITION
+    del profile["default-resources"]["slurm_account"]
+    for resources in profile["set-resources"].values():
+        if "slurm_partition" in resources:
+            resources["slurm_partition"] = PARTITION
+    profile.update({
+        "slurm-no-account": True,
+        "slurm-status-command": "squeue",  # no slurmdbd here: sacct only reads the job-completion log
+        "slurm-init-seconds-before-status-checks": 1,
+        "seconds-between-status-checks": 2,
+        "latency-wait": 10,
+    })
+    folder = workdir / "profiles" / "test-cluster"
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    running = start_cluster(tmp_path_factory.mktemp("slurm"))
+    yield running
+    running.stop()
+
+
+def cluster_config() -> dict:
+    """The tiny config, every stage of it (demo corpus, banks, fine-tuning, LM, compression, decoding with both
+    decoders, scoring, report), on a cut grid: two variants (one decodes on CPU kernels only) and three conditions.
+    The whole tiny grid takes 10 minutes through sbatch on two cores (each job parses the workflow twice:
+    in its batch script and in its srun step); this one takes a third of that."""
+    config = tiny_config()
+    config["compression"] = [{"method": "none"}, {"method": "dynamic_int8"}]
+    config["conditions"] = {"clean": True, "noise": {"types": ["white"], "snr_db": [5]}, "reverb": {"rt60_s": [0.3]}}
+    return config
+
+
+@pytest.fixture(scope="module")
+def cluster_run(cluster: SlurmCluster, tmp_path_factory):
+    workdir = workflow_copy(tmp_path_factory.mktemp("slurm-run"), cluster_config())
+    (workdir / "profiles").mkdir()
+    profile = profile_for_test_cluster(workdir)
+    expected = planned_jobs(workdir)
+    result = subprocess.run([SNAKEMAKE, "--profile", str(profile)], cwd=workdir, env=cluster.env,
+                            capture_output=True, text=True, timeout=1500)
+    assert result.returncode == 0, result.stderr[-6000:] + cluster.logs()
+    return workdir, expected, result
+
+
+@pytest.mark.slow
+def test_every_cluster_job_went_through_sbatch(cluster: SlurmCluster, cluster_run):
+    workdir, expected, result = cluster_run
+    local_rules = {"aggregate", "plot", "study_tables", "results_md", "config_snapshot", "gallery", "all"}
+    submitted = [rule for rule, _ in expected if rule not in local_rules]
+    finished = cluster.completed_jobs()
+    assert len(finished) >= len(submitted) > 10
+    assert all(job["State"] == "COMPLETED" for job in finished[-len(submitted):]), finished
+    assert result.stderr.count("has been submitted with SLURM jobid") == len(submitted)
+    # Every job ran under its own SLURM log, named by rule.
+    logs = workdir / ".snakemake" / "slurm_logs"
+    assert {p.name.removeprefix("rule_") for p in logs.iterdir()} == set(submitted)
+
+
+@pytest.mark.slow
+def test_cluster_results_equal_a_local_run(cluster_run, tiny_run):
+    """Same seeds, same bytes: every test set, model, hypothesis and score the cluster made equals the local run's
+    of the full tiny config, and so do their rows of the WER table (timings aside)."""
+    workdir, _, _ = cluster_run
+    key = ["model", "variant", "decoder", "condition", "subset"]
+    cluster_table = pd.read_csv(workdir / "results" / "tables" / "wer.csv").drop(columns=TIMING_COLUMNS)
+    local_table = pd.read_csv(tiny_run / "results" / "tables" / "wer.csv").drop(columns=TIMING_COLUMNS)
+    local_rows = cluster_table[key].merge(local_table, on=key, how="left")
+    assert len(cluster_table) == 2 * 2 * 3 and len(local_rows) == len(cluster_table)
+    pd.testing.assert_frame_equal(cluster_table.reset_index(drop=True), local_rows[cluster_table.columns])
+    for folder in ["results/conditions", "results/models", "results/variants", "results/lm", "results/hyps",
+                   "results/scores"]:
+        compared = 0
+        for path in (workdir / folder).rglob("*"):
+            if path.is_file() and path.name != "card.json":  # cards hold the job's measured latency
+                twin = tiny_run / path.relative_to(workdir)
+                assert filecmp.cmp(path, twin, shallow=False), path.relative_to(workdir)
+                compared += 1
+        assert compared >= 3, folder
+
+
+def test_profile_plans_the_tiny_config(tmp_path):
+    """`snakemake --profile profiles/slurm -n`: the profile parses, its keys exist, its rules' resources resolve."""
+    workdir = workflow_copy(tmp_path, tiny_config())
+    result = subprocess.run([SNAKEMAKE, "--profile", str(REPO / "profiles" / "slurm"), "-n"], cwd=workdir,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-4000:]
+    plan = result.stdout + result.stderr
+    assert "slurm_partition=gpu" in plan and "slurm_partition=cpu" in plan
+    assert "group" in plan.lower()  # score jobs are grouped
+
+
+def test_paper_configs_ask_for_gpus_where_they_need_one(tmp_path):
+    """E1 asks one GPU per decode, except for CPU-only kernels (dynamic int8); conversions ask none."""
+    result = subprocess.run([SNAKEMAKE, "-n", "--configfile", "config/studies/E1_pimentel.yaml"], cwd=REPO,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-4000:]
+    blocks = result.stdout.split("\nrule ")
+    decode_gpus = {b.split("variant=")[1].split(",")[0]: "gpu=1" in b for b in blocks if b.startswith("decode:")}
+    assert decode_gpus["none"] and decode_gpus["fp16"] and not decode_gpus["dynamic_int8"]
+    assert not decode_gpus["magnitude~0.5+dynamic_int8"]
+    compress_gpus = ["gpu=0" in b for b in blocks if b.startswith("compress:")]
+    assert compress_gpus and all(compress_gpus)  # E1 converts only: nothing trains
