@@ -180,11 +180,13 @@ def corpus_bank_params(wildcards):
             "sample_rate": config["sample_rate"]}
 
 
+VARIANTS = {variant.id: variant for variant in GRID.variants}
+
+
 def variant_of(wildcards):
-    for variant in GRID.variants:
-        if variant.id == wildcards.variant:
-            return variant
-    raise ValueError(f"variant {wildcards.variant!r} is not in config.compression")
+    if wildcards.variant not in VARIANTS:
+        raise ValueError(f"variant {wildcards.variant!r} is not in config.compression")
+    return VARIANTS[wildcards.variant]
 
 
 def variant_params(wildcards):
