@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import resource
 import subprocess
 import sys
 import time
@@ -28,21 +27,20 @@ SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 def planned_jobs(config: Path) -> int:
     result = subprocess.run([SNAKEMAKE, "-n", "--configfile", str(config)], cwd=REPO, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise SystemExit(f"snakemake -n failed for {config}:\n{result.stderr[-3000:]}")
     match = re.search(r"^total\s+(\d+)", result.stdout, re.M)
-    return int(match.group(1)) if match else 0
+    if result.returncode != 0 or not match:
+        raise SystemExit(f"snakemake -n planned nothing for {config}:\n{result.stderr[-3000:]}")
+    return int(match.group(1))
 
 
 def timed_dry_run(config: Path) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of one quiet dry run in a fresh process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """Wall seconds and peak RSS (MB) of one quiet dry run in a fresh process (GNU time's %M: this child's own
+    peak, where getrusage(RUSAGE_CHILDREN) would report the largest of all children so far)."""
     started = time.perf_counter()
-    subprocess.run([SNAKEMAKE, "-n", "--quiet", "--configfile", str(config)], cwd=REPO, check=True,
-                   capture_output=True)
+    done = subprocess.run(["/usr/bin/time", "-f", "%M", SNAKEMAKE, "-n", "--quiet", "--configfile", str(config)],
+                          cwd=REPO, check=True, capture_output=True, text=True)
     wall = time.perf_counter() - started
-    peak = max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-    return wall, peak / 1024
+    return wall, int(done.stderr.strip().splitlines()[-1]) / 1024
 
 
 def main() -> None:

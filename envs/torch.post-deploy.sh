@@ -1,8 +1,8 @@
 #!/usr/bin/env sh
 # Snakemake runs this once, right after it creates the env from torch.yaml (if this fails, it deletes the env
 # again): `sh` on a copy in .snakemake/conda/, inside the activated env ($CONDA_PREFIX is the env, its bin/ first
-# on PATH, the compiler's activation applied), from Snakemake's working directory, which need not be the
-# repository. So this script refers to nothing in the repository.
+# on PATH, the compiler's activation applied), from the workflow's working directory. It needs nothing from the
+# repository: both packages come from PyPI.
 set -eu
 PYTHON="${CONDA_PREFIX:?torch.post-deploy.sh runs inside the activated env}/bin/python"
 # kenlm (pyctcdecode's n-gram scorer): PyPI has only its source, built here with the env's compiler (cxx-compiler)

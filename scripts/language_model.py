@@ -11,4 +11,5 @@ build_language_model(
     os.path.dirname(snakemake.output.arpa),
     train_manifest=f"{train}/manifest.jsonl" if train else None,
     lmplz=snakemake.params.lm["lmplz"],
+    memory_mb=snakemake.resources.mem_mb,
 )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import filecmp
 import math
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from slurm_cluster import PARTITION, SlurmCluster, start_cluster, unavailable_reason
+from slurm_cluster import NODE_CPUS, NODE_MEMORY_MB, PARTITION, SlurmCluster, start_cluster, unavailable_reason
 from workflow_utils import REPO, SNAKEMAKE, planned_jobs, tiny_config, workflow_copy
 
 # Columns that measure this run's machine (wall time, latency) rather than the results.
@@ -24,22 +25,21 @@ TIMING_COLUMNS = ["rtf", "decode_wall_s", "cpu_latency_ms", "cpu_rtf", "gpu_late
 
 
 def profile_for_test_cluster(workdir: Path) -> Path:
-    """profiles/slurm with the values a user sets (partition, account) set for the test cluster."""
+    """profiles/slurm with what a user sets (account, partitions) set for the test cluster, and squeue polling."""
+    folder = workdir / "profiles" / "test-cluster"
+    folder.mkdir(parents=True)
+    partitions = {"partitions": {PARTITION: {"max_runtime": 600, "max_mem_mb": NODE_MEMORY_MB, "max_threads": NODE_CPUS}}}
+    (folder / "partitions.yaml").write_text(yaml.safe_dump(partitions))
     profile = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
-    profile["default-resources"]["slurm_partition"] = PARTITION
     del profile["default-resources"]["slurm_account"]
-    for resources in profile["set-resources"].values():
-        if "slurm_partition" in resources:
-            resources["slurm_partition"] = PARTITION
     profile.update({
+        "slurm-partition-config": str(folder / "partitions.yaml"),
         "slurm-no-account": True,
         "slurm-status-command": "squeue",  # no slurmdbd here: sacct only reads the job-completion log
         "slurm-init-seconds-before-status-checks": 1,
         "seconds-between-status-checks": 2,
         "latency-wait": 10,
     })
-    folder = workdir / "profiles" / "test-cluster"
-    folder.mkdir(parents=True)
     (folder / "config.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
     return folder
 
@@ -120,24 +120,30 @@ def test_cluster_results_equal_a_local_run(cluster_run, tiny_run):
 
 
 def test_profile_plans_the_tiny_config(tmp_path):
-    """`snakemake --profile profiles/slurm -n`: the profile parses, its keys exist, its rules' resources resolve."""
+    """`snakemake --profile profiles/slurm -n`: the profile parses, its keys exist, its rules' resources resolve,
+    and its partition file gives GPU jobs a GPU partition and the rest a CPU one."""
+    from snakemake_executor_plugin_slurm.partitions import read_partition_file
+
     workdir = workflow_copy(tmp_path, tiny_config())
-    result = subprocess.run([SNAKEMAKE, "--profile", str(REPO / "profiles" / "slurm"), "-n"], cwd=workdir,
+    shutil.copytree(REPO / "profiles", workdir / "profiles")
+    result = subprocess.run([SNAKEMAKE, "--profile", "profiles/slurm", "-n"], cwd=workdir,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-4000:]
-    plan = result.stdout + result.stderr
-    assert "slurm_partition=gpu" in plan and "slurm_partition=cpu" in plan
-    assert "group" in plan.lower()  # score jobs are grouped
+    assert (result.stdout + result.stderr).count("Group job scoring") == math.ceil(4 * 7 * 2 / 8)
+    profile = yaml.safe_load((workdir / "profiles" / "slurm" / "config.yaml").read_text())
+    partitions = read_partition_file(workdir / profile["slurm-partition-config"])
+    assert {p.limits.max_gpu > 0 for p in partitions} == {True, False}
 
 
 def test_paper_configs_ask_for_gpus_where_they_need_one(tmp_path):
-    """E1 asks one GPU per decode, except for CPU-only kernels (dynamic int8); conversions ask none."""
-    result = subprocess.run([SNAKEMAKE, "-n", "--configfile", "config/studies/E1_pimentel.yaml"], cwd=REPO,
+    """E1 asks one GPU per decode and conversion, except for CPU-only kernels (PTQ int8)."""
+    workdir = workflow_copy(tmp_path)
+    result = subprocess.run([SNAKEMAKE, "-n", "--configfile", "config/studies/E1_pimentel.yaml"], cwd=workdir,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-4000:]
     blocks = result.stdout.split("\nrule ")
-    decode_gpus = {b.split("variant=")[1].split(",")[0]: "gpu=1" in b for b in blocks if b.startswith("decode:")}
-    assert decode_gpus["none"] and decode_gpus["fp16"] and not decode_gpus["dynamic_int8"]
-    assert not decode_gpus["magnitude~0.5+dynamic_int8"]
-    compress_gpus = ["gpu=0" in b for b in blocks if b.startswith("compress:")]
-    assert compress_gpus and all(compress_gpus)  # E1 converts only: nothing trains
+    for rule in ("decode", "compress"):
+        gpus = {b.split("variant=")[1].split(",")[0].split("\n")[0]: "gpu=1" in b for b in blocks
+                if b.startswith(f"{rule}:")}
+        assert gpus["none"] and gpus["fp16"] and gpus["magnitude~0.5"], rule
+        assert not gpus["dynamic_int8"] and not gpus["static_int8"] and not gpus["magnitude~0.5+dynamic_int8"], rule

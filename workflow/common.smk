@@ -219,8 +219,10 @@ def compress_memory(wildcards, attempt):
 
 
 def compress_gpus(wildcards):
-    """Only variants that train want a GPU: a conversion (quantizing, pruning without recovery) takes minutes."""
-    return GPUS_PER_JOB if variant_of(wildcards).trains else 0
+    """A GPU for training, and for timing a variant's GPU latency (card.json); a variant with CPU kernels only
+    that does not train (PTQ int8) has nothing to do on one."""
+    variant = variant_of(wildcards)
+    return GPUS_PER_JOB if variant.trains or not variant.cpu_only else 0
 
 
 def decode_gpus(wildcards):

@@ -12,7 +12,7 @@ rule language_model:
     params:
         lm=language_model_params,
     resources:
-        mem_mb=4000,
+        mem_mb=scaled_memory(8000),
     conda:
         "../envs/lm.yaml"
     log:

@@ -535,7 +535,7 @@ def write_hypotheses(path: str, utterances: Sequence, hypotheses: Sequence[str])
 def decode_test_set(
     variant_dir: str, condition_manifest: str, hyps_path: str | dict[str, str], timing_path: str, sample_rate: int,
     batch_seconds: float, threads: int, decoders: Sequence[DecoderSpec] = (GREEDY,), lm_paths: dict[str, str] | None = None,
-    max_padding: float | None = MAX_PADDING, *, precision: str = "auto", gpu_batch_seconds: float = GPU_BATCH_SECONDS,
+    max_padding: float | None = MAX_PADDING, *, precision: str = "fp32", gpu_batch_seconds: float = GPU_BATCH_SECONDS,
     compile: bool = False,
 ) -> DecodeTiming:
     """Decode one condition with one variant and every decoder: hypotheses (JSONL) per decoder, one timing record.

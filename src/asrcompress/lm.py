@@ -163,9 +163,12 @@ def arpa_counts(path: str | os.PathLike[str]) -> dict[int, int]:
 
 
 def build_language_model(spec: LanguageModelSpec, out_dir: str | os.PathLike[str], train_manifest: str | None = None,
-                         lmplz: str | None = None) -> dict[str, Any]:
+                         lmplz: str | None = None, memory_mb: int | None = None) -> dict[str, Any]:
     """``<out_dir>/lm.arpa`` (the words the decoder may emit are its unigrams), ``lm.bin`` (what decoding loads)
-    and ``summary.json`` for one configured language model."""
+    and ``summary.json`` for one configured language model.
+
+    ``memory_mb``: the job's memory; lmplz sorts in 80% of it (default: 20% of the machine's, which on a shared
+    cluster node can exceed what the scheduler granted the job)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     arpa = out / LM_FILE
@@ -179,7 +182,8 @@ def build_language_model(spec: LanguageModelSpec, out_dir: str | os.PathLike[str
             sentences = lm_sentences(u.text for u in read_manifest(train_manifest))
         else:
             sentences = read_text_corpus(spec.path)
-        n_sentences = run_lmplz(sentences, arpa, spec.order, spec.prune, lmplz)
+        memory = f"{int(memory_mb * 0.8)}M" if memory_mb else "20%"
+        n_sentences = run_lmplz(sentences, arpa, spec.order, spec.prune, lmplz, memory)
     build_binary(arpa, out / BINARY_FILE, lmplz)
     summary = {"name": spec.name, "source": spec.source, "path": spec.path, "order": spec.order,
                "prune": list(spec.prune), "n_sentences": n_sentences, "ngrams": arpa_counts(arpa)}
