@@ -58,7 +58,7 @@ from reporting import cpu_name, publish  # noqa: E402
 from asrcompress.compression.context import CompressionContext  # noqa: E402
 from asrcompress.compression.registry import Variant  # noqa: E402
 from asrcompress.compression.store import accelerate, build_variant_model  # noqa: E402
-from asrcompress.decoding import DecodeRun, decode_waves, pick_device  # noqa: E402
+from asrcompress.decoding import DecodeRun, decode_waves, pick_device, synchronize  # noqa: E402
 from asrcompress.models import ModelSpec, build_model, build_processor  # noqa: E402
 from asrcompress.scoring import count_errors, total  # noqa: E402
 
@@ -181,11 +181,6 @@ def compressed(model: torch.nn.Module, processor, setting: Setting, device: torc
 
 
 # ---------------------------------------------------------------- the measured paths
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def timed(device: torch.device, work: Callable[[], Any]) -> tuple[Any, float, float | None]:

@@ -102,7 +102,7 @@ def compress(
     started = time.time()
     model, metas = build_variant_model(baseline_dir, variant, context, baseline)
     seconds = time.time() - started
-    cpu_only = any(get(s.method).cpu_only for s in variant.steps)
+    cpu_only = variant.cpu_only
     with atomic_directory(out_dir) as staging:
         storage = "state_dict" if _needs_restructure(variant) else "pretrained"
         if storage == "pretrained":
