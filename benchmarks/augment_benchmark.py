@@ -1,9 +1,11 @@
 """Benchmark test-set augmentation per CPU core: noise, reverb and noise+reverb at 16 kHz.
 
-Real material only: the LibriSpeech utterances in ../shared/data, repeated to about ten minutes of audio,
+Real material only: the LibriSpeech utterances in tests/data, repeated to about ten minutes of audio,
 mixed with the real noise recordings and convolved with the real measured RIRs there, through the pipeline's
 own functions (``conditions.corrupt`` with :class:`~asrcompress.banks.Bank` s loaded from manifests written
-to a temporary folder). One thread: OpenMP, MKL, OpenBLAS and torch are limited to one before import.
+to a temporary folder). tests/data stores FLAC; the benchmark first copies every recording's samples,
+bit-exact, to a PCM16 WAV in that folder, so the I/O figure reads WAV as the test sets of a run do. One
+thread: OpenMP, MKL, OpenBLAS and torch are limited to one before import.
 
 Two figures per condition, as x real time (audio seconds per wall second):
 
@@ -45,20 +47,27 @@ from asrcompress.banks import Bank  # noqa: E402
 from asrcompress.conditions import Condition, build_condition, corrupt, utterance_rng  # noqa: E402
 from asrcompress.manifest import Utterance, write_manifest  # noqa: E402
 
-SHARED_DATA = Path(os.environ.get("ASRCOMPRESS_SHARED_DATA", REPO.parent / "shared" / "data"))
+REAL_DATA = REPO / "tests" / "data"
 RATE = 16000
 SEED = 0
-CONDITIONS = ("noise/shared-noise/10", "reverb/shared-rirs", "noise+reverb/shared-noise/10/shared-rirs")
+CONDITIONS = ("noise/real-noise/10", "reverb/real-rirs", "noise+reverb/real-noise/10/real-rirs")
 GOAL_X_REAL_TIME = 1000  # noise+reverb, in memory, one core (the issue's target)
 
 
 # ---------------------------------------------------------------- material
 
-def _speech_files() -> list[Path]:
-    files = sorted((SHARED_DATA / "speech" / "librispeech").glob("*.wav"))
-    if not files:
-        sys.exit(f"no LibriSpeech WAV under {SHARED_DATA}/speech/librispeech (set ASRCOMPRESS_SHARED_DATA)")
-    return files
+def _as_wavs(folder: Path, out: Path) -> list[Path]:
+    """Every FLAC recording in ``folder`` as a PCM16 WAV in ``out`` (the same samples, bit-exact)."""
+    sources = sorted(folder.glob("*.flac"))
+    if not sources:
+        sys.exit(f"no FLAC recording under {folder} (tests/data is part of the repository)")
+    out.mkdir(parents=True, exist_ok=True)
+    wavs = []
+    for source in sources:
+        data, rate = sf.read(str(source), dtype="int16")
+        wavs.append(out / f"{source.stem}.wav")
+        sf.write(str(wavs[-1]), data, rate, format="WAV", subtype="PCM_16")
+    return wavs
 
 
 def _test_set(files: Sequence[Path], minutes: float) -> list[Utterance]:
@@ -74,10 +83,10 @@ def _test_set(files: Sequence[Path], minutes: float) -> list[Utterance]:
     return utterances
 
 
-def _bank_manifest(folder: Path, kind: str, out: Path) -> Path:
-    """A manifest of the real files in ``folder``; RIRs get their measured acoustics, as a real bank does."""
+def _bank_manifest(files: Sequence[Path], kind: str, out: Path) -> Path:
+    """A manifest of the real ``files``; RIRs get their measured acoustics, as a real bank does."""
     records = []
-    for path in sorted(folder.glob("*.wav")):
+    for path in files:
         wave, rate = sf.read(str(path), dtype="float32")
         extra = rir_metrics(wave, rate) if kind == "rir" else {}
         records.append(Utterance(path.stem, str(path), len(wave) / rate, kind, "", extra=extra))
@@ -115,15 +124,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    files = _speech_files()
-    test_set = _test_set(files, args.minutes)
-    audio_s = sum(utt.duration for utt in test_set)
-    waves = {str(path): sf.read(str(path), dtype="float32")[0] for path in files}
     rows: list[tuple[str, str, str]] = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        noise_manifest = _bank_manifest(SHARED_DATA / "noise", "noise", root / "noise.jsonl")
-        rir_manifest = _bank_manifest(SHARED_DATA / "rir", "rir", root / "rir.jsonl")
+        files = _as_wavs(REAL_DATA / "speech" / "librispeech", root / "material" / "speech")
+        test_set = _test_set(files, args.minutes)
+        audio_s = sum(utt.duration for utt in test_set)
+        waves = {str(path): sf.read(str(path), dtype="float32")[0] for path in files}
+        noise_manifest = _bank_manifest(_as_wavs(REAL_DATA / "noise", root / "material" / "noise"), "noise",
+                                        root / "noise.jsonl")
+        rir_manifest = _bank_manifest(_as_wavs(REAL_DATA / "rir", root / "material" / "rir"), "rir", root / "rir.jsonl")
         test_manifest = root / "test.jsonl"
         write_manifest(test_manifest, test_set)
         noise_bank, rir_bank = Bank.load(noise_manifest, RATE), Bank.load(rir_manifest, RATE)

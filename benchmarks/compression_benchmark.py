@@ -162,9 +162,9 @@ def _save_baseline(spec: ModelSpec, folder: Path) -> tuple[Path, Any]:
 
 # ---------------------------------------------------------------- variants
 
-# Real LibriSpeech utterances beside the repository calibrate static int8 (speed does not depend on which).
-SHARED_SPEECH = REPO.parent / "shared" / "data" / "speech" / "transcripts.tsv"
-CALIBRATION = ""  # the manifest main() writes from SHARED_SPEECH, when it exists
+# The real utterances in tests/data calibrate static int8 (speed does not depend on which).
+REAL_SPEECH = REPO / "tests" / "data" / "speech" / "transcripts.tsv"
+CALIBRATION = ""  # the manifest main() writes from REAL_SPEECH, when it exists
 
 
 def _write_calibration_manifest(folder: Path) -> str:
@@ -174,11 +174,11 @@ def _write_calibration_manifest(folder: Path) -> str:
 
     from asrcompress.manifest import Utterance, write_manifest
 
-    if not SHARED_SPEECH.exists():
+    if not REAL_SPEECH.exists():
         return ""
-    with open(SHARED_SPEECH, encoding="utf-8") as handle:
+    with open(REAL_SPEECH, encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))
-    root = SHARED_SPEECH.parent.parent
+    root = REAL_SPEECH.parent.parent
     utterances = [Utterance(r["utt_id"], str(root / r["path"]), sf.info(str(root / r["path"])).duration, "librispeech",
                             r["text"]) for r in rows]
     folder.mkdir(parents=True, exist_ok=True)
@@ -195,7 +195,7 @@ def _variant(candidate: Candidate, model_config: Any) -> Variant:
     except PipelineError as err:
         raise Skipped("not registered yet") from err
     if method.needs_data and not CALIBRATION:
-        raise Skipped(f"prepare reads calibration data and {SHARED_SPEECH} is missing")
+        raise Skipped(f"prepare reads calibration data and {REAL_SPEECH} is missing")
     try:
         level = method.parse_level(candidate.level_for(model_config), f"{key}.levels")
         params = method.resolve_params(candidate.params, f"{key}.params")

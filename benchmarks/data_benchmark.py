@@ -2,7 +2,7 @@
 
 A loopback HTTP server (the one the tests use) serves a large file, once cleanly and once with the
 connection dropped half-way; then a LibriSpeech-layout archive of many FLAC utterances (copies of the
-real recordings in ../shared/data) is extracted and prepared into a manifest.
+real recordings in tests/data) is extracted and prepared into a manifest.
 
 Usage: .venv/bin/python benchmarks/data_benchmark.py [--mb 512] [--utterances 2000]
 Writes benchmarks/results/data.md and prints it.
@@ -28,7 +28,7 @@ from fake_corpora import make_librispeech  # noqa: E402
 from http_server import LoopbackServer  # noqa: E402
 from reporting import publish  # noqa: E402
 
-SHARED_DATA = Path(os.environ.get("ASRCOMPRESS_SHARED_DATA", REPO.parent / "shared" / "data"))
+REAL_DATA = REPO / "tests" / "data"
 
 
 def _big_file(path: Path, megabytes: int) -> RemoteFile:
@@ -50,7 +50,7 @@ def _timed(action) -> float:
 
 def _librispeech_archive(root: Path, n_utterances: int) -> Path:
     """``n_utterances`` FLAC files in LibriSpeech layout: the 12 real utterances, copied under new chapters."""
-    base = make_librispeech(root / "seed", SHARED_DATA, "train-clean-100")
+    base = make_librispeech(root / "seed", REAL_DATA, "train-clean-100")
     sources = sorted(base.rglob("*.flac"))
     target = root / "big" / "LibriSpeech" / "train-clean-100"
     for index in range(n_utterances):

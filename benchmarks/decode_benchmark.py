@@ -14,7 +14,7 @@ Model: wav2vec2-base shape (``Wav2Vec2Config`` defaults: 7-layer conv frontend w
 "group", 12 x 768, vocabulary 32 like facebook/wav2vec2-base-960h) with random weights (speed does not
 depend on what the weights learned), the project's character processor, saved with ``save_pretrained``
 and made a ``none`` variant folder by ``compression.store.compress`` (what the workflow decodes).
-Audio: the real LibriSpeech/LibriVox utterances in ../shared/data/speech (all of them by default).
+Audio: the real LibriSpeech/LibriVox utterances in tests/data/speech (all of them by default).
 
 Timings: the machine is shared and its load changes within seconds. The set is cut into the batches
 ``transcribe`` makes of it (units); in every round each path decodes each unit in turn, the order rotating, and
@@ -73,7 +73,7 @@ from asrcompress.scoring import count_errors, total  # noqa: E402
 
 RATE = 16000
 SEED = 0
-SHARED_SPEECH = REPO.parent / "shared" / "data" / "speech" / "transcripts.tsv"
+REAL_SPEECH = REPO / "tests" / "data" / "speech" / "transcripts.tsv"
 CPU_GOAL = 1.0  # (a) ours / naive speed
 JOB_GOAL = 1.3  # (b) job wall / (forward + start-up)
 GPU_GOAL = 50.0  # (c)
@@ -127,11 +127,11 @@ def _timed(device: torch.device, fn: Callable[[], Any]) -> tuple[Any, float]:
 
 
 def _utterances(n: int) -> list[Utterance]:
-    if not SHARED_SPEECH.exists():
-        sys.exit(f"{SHARED_SPEECH} is missing: the benchmark decodes the shared LibriSpeech utterances")
-    with open(SHARED_SPEECH, encoding="utf-8") as handle:
+    if not REAL_SPEECH.exists():
+        sys.exit(f"{REAL_SPEECH} is missing: the benchmark decodes the real utterances of tests/data")
+    with open(REAL_SPEECH, encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))
-    root = SHARED_SPEECH.parent.parent
+    root = REAL_SPEECH.parent.parent
     rows = rows[:n] if n else rows
     return [Utterance(r["utt_id"], str(root / r["path"]), duration_s(root / r["path"]), Path(r["path"]).parent.name,
                       r["text"]) for r in rows]
@@ -541,7 +541,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=2, help="rounds; every path runs once per unit per round")
-    parser.add_argument("--utterances", type=int, default=0, help="the first N shared utterances (0: all)")
+    parser.add_argument("--utterances", type=int, default=0, help="the first N utterances of tests/data (0: all)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--batch-seconds", type=float, default=float(config["decode"]["batch_seconds"]),
                         help="decode.batch_seconds (config/config.yaml)")
@@ -740,7 +740,7 @@ def main() -> None:
 
     report = (
         f"Command: `.venv/bin/python benchmarks/decode_benchmark.py {' '.join(sys.argv[1:])}`.\n\n"
-        f"Decode benchmark: {len(waves)} real utterances from ../shared/data/speech ({audio_s:.1f} s, "
+        f"Decode benchmark: {len(waves)} real utterances from tests/data/speech ({audio_s:.1f} s, "
         f"{min(lengths) / RATE:.1f} to {max(lengths) / RATE:.1f} s), one wav2vec2-base shape with random weights ({shape}), "
         f"saved as a `none` variant by `store.compress`. Device {device.type}"
         + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else "")

@@ -1,37 +1,38 @@
-"""Shared fixtures: real recordings from ../shared/data (LibriSpeech, measured RIRs, noise)."""
+"""Shared fixtures: the real recordings in tests/data (LibriSpeech, LibriVox, measured RIRs, noise; see
+tests/data/README.md for their sources and licenses)."""
 
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("ASRCOMPRESS_SHARED_DATA", REPO.parent / "shared" / "data"))
+REAL_DATA = REPO / "tests" / "data"
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    if not (SHARED_DATA / "speech" / "transcripts.tsv").exists():
-        pytest.fail(f"real test audio not found at {SHARED_DATA} (set ASRCOMPRESS_SHARED_DATA)")
-    return SHARED_DATA
+def real_data() -> Path:
+    """The folder of real recordings shipped with the repository (16 kHz mono FLAC, PCM16 samples)."""
+    if not (REAL_DATA / "speech" / "transcripts.tsv").exists():
+        pytest.fail(f"real test audio not found at {REAL_DATA} (part of the repository: is the checkout complete?)")
+    return REAL_DATA
 
 
 @pytest.fixture(scope="session")
-def transcripts(shared_data: Path) -> list[dict[str, str]]:
-    with open(shared_data / "speech" / "transcripts.tsv", encoding="utf-8") as handle:
+def transcripts(real_data: Path) -> list[dict[str, str]]:
+    with open(real_data / "speech" / "transcripts.tsv", encoding="utf-8") as handle:
         return list(csv.DictReader(handle, delimiter="\t"))
 
 
 @pytest.fixture(scope="session")
-def librispeech_wav(shared_data: Path) -> Path:
-    return shared_data / "speech" / "librispeech" / "1988-24833-0000.wav"
+def librispeech_audio(real_data: Path) -> Path:
+    return real_data / "speech" / "librispeech" / "1988-24833-0000.flac"
 
 
 @pytest.fixture(scope="session")
-def tiny_corpus(tmp_path_factory, shared_data, transcripts) -> tuple[str, str]:
+def tiny_corpus(tmp_path_factory, real_data, transcripts) -> tuple[str, str]:
     """(train, dev) manifests: eight real LibriSpeech utterances cut to 1.5 s (dev: two of them), for
     tests that train a tiny model for a few steps."""
     import soundfile as sf
@@ -42,7 +43,7 @@ def tiny_corpus(tmp_path_factory, shared_data, transcripts) -> tuple[str, str]:
     root = tmp_path_factory.mktemp("corpus")
     utts = []
     for row in transcripts[:8]:
-        wave, rate = sf.read(str(shared_data / row["path"]), dtype="float32")
+        wave, rate = sf.read(str(real_data / row["path"]), dtype="float32")
         path = root / f"{row['utt_id']}.wav"
         write_audio(path, wave[: int(1.5 * rate)], rate)
         utts.append(Utterance(row["utt_id"], str(path), 1.5, "s", " ".join(row["text"].split()[:4])))

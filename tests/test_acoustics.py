@@ -48,8 +48,8 @@ def test_delta_has_no_reverberation():
     assert drr_db(delta, RATE) >= 100.0 > drr_db(reverberant, RATE) + 50
 
 
-def test_real_rirs_give_finite_metrics(shared_data):
-    paths = sorted((shared_data / "rir").glob("*.wav"))
+def test_real_rirs_give_finite_metrics(real_data):
+    paths = sorted((real_data / "rir").glob("*.flac"))
     assert len(paths) >= 4
     for path in paths:
         rir, rate = sf.read(str(path), dtype="float32")
@@ -61,9 +61,9 @@ def test_real_rirs_give_finite_metrics(shared_data):
         assert metrics["duration_s"] == pytest.approx(len(rir) / rate, abs=1e-4)
 
 
-def test_seminar_room_clap_rt60_ignores_its_noise_floor(shared_data):
+def test_seminar_room_clap_rt60_ignores_its_noise_floor(real_data):
     # Its envelope falls ~100 dB/s before a floor at -44 dB: RT60 about 0.6 s (plain T30 reads 0.93 s).
-    rir, rate = sf.read(str(shared_data / "rir" / "rir_clap_seminar_room.wav"))
+    rir, rate = sf.read(str(real_data / "rir" / "rir_clap_seminar_room.flac"))
     assert 0.5 < rt60_schroeder(rir, rate) < 0.75
 
 

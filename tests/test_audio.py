@@ -6,10 +6,10 @@ from asrcompress.audio import read_audio, write_audio
 from asrcompress.errors import AudioError
 
 
-def test_reads_real_librispeech_file(librispeech_wav):
-    wave = read_audio(librispeech_wav, 16000)
+def test_reads_real_librispeech_file(librispeech_audio):
+    wave = read_audio(librispeech_audio, 16000)
     assert wave.dtype == np.float32
-    assert len(wave) == sf.info(str(librispeech_wav)).frames
+    assert len(wave) == sf.info(str(librispeech_audio)).frames
     assert 0.01 < np.sqrt(np.mean(wave**2)) < 0.5
 
 
@@ -38,8 +38,8 @@ def test_bad_audio_is_rejected_naming_the_file(tmp_path, make, reason):
     assert reason in str(err.value)
 
 
-def test_resampling_on_request(tmp_path, librispeech_wav):
-    wave = read_audio(librispeech_wav, 16000)
+def test_resampling_on_request(tmp_path, librispeech_audio):
+    wave = read_audio(librispeech_audio, 16000)
     path = tmp_path / "8k.wav"
     write_audio(path, wave[::2], 8000)
     resampled = read_audio(path, 16000, resample=True)

@@ -32,8 +32,8 @@ def test_rir_bank_records_the_rt60_it_reached(tmp_path):
         assert 0.2 < measured < 1.0  # inverse Sabine misses the target, hence recorded
 
 
-def test_measured_rt60_on_a_real_rir(shared_data):
-    rir, rate = sf.read(str(shared_data / "rir" / "rir_clap_seminar_room.wav"))
+def test_measured_rt60_on_a_real_rir(real_data):
+    rir, rate = sf.read(str(real_data / "rir" / "rir_clap_seminar_room.flac"))
     assert 0.1 < measured_rt60(rir, rate) < 2.0
 
 

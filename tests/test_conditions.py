@@ -22,14 +22,14 @@ from asrcompress.manifest import Utterance, read_manifest, write_manifest
 
 
 @pytest.fixture(scope="module")
-def speech(librispeech_wav):
-    return read_audio(librispeech_wav, 16000)
+def speech(librispeech_audio):
+    return read_audio(librispeech_audio, 16000)
 
 
-@pytest.mark.parametrize("noise_file", ["noise/speechbrain_noise1.wav", "noise/audiomentations_hens.wav"])
+@pytest.mark.parametrize("noise_file", ["noise/speechbrain_noise1.flac", "noise/audiomentations_hens.flac"])
 @pytest.mark.parametrize("snr", [-5.0, 0.0, 7.5, 20.0, 40.0])
-def test_mixture_hits_the_requested_snr_exactly(shared_data, speech, noise_file, snr):
-    noise = crop_or_tile(read_audio(shared_data / noise_file, 16000), len(speech), offset=1234)
+def test_mixture_hits_the_requested_snr_exactly(real_data, speech, noise_file, snr):
+    noise = crop_or_tile(read_audio(real_data / noise_file, 16000), len(speech), offset=1234)
     mixture, measured = mix_at_snr(speech, noise, snr)
     assert len(mixture) == len(speech)
     assert measured == pytest.approx(snr, abs=0.1)
@@ -45,9 +45,9 @@ def test_crop_or_tile_wraps_short_noise():
     assert crop_or_tile(noise, 7, 3).tolist() == [3, 4, 0, 1, 2, 3, 4]
 
 
-@pytest.mark.parametrize("rir_file", ["rir/rir_clap_seminar_room.wav", "rir/freesound_757865_basement_clap.wav"])
-def test_reverberation_keeps_length_and_sane_energy(shared_data, speech, rir_file):
-    rir = read_audio(shared_data / rir_file, 16000)
+@pytest.mark.parametrize("rir_file", ["rir/rir_clap_seminar_room.flac", "rir/freesound_757865_basement_clap.flac"])
+def test_reverberation_keeps_length_and_sane_energy(real_data, speech, rir_file):
+    rir = read_audio(real_data / rir_file, 16000)
     wet = reverberate(speech, rir)
     assert len(wet) == len(speech)
     assert np.all(np.isfinite(wet))
@@ -79,18 +79,18 @@ def test_grid_from_config_and_errors():
 
 
 @pytest.fixture()
-def real_test_set(tmp_path, shared_data, transcripts):
+def real_test_set(tmp_path, real_data, transcripts):
     rows = [r for r in transcripts if r["path"].startswith("speech/librispeech/")][:4]
-    utts = [Utterance(r["utt_id"], str(shared_data / r["path"]), sf.info(str(shared_data / r["path"])).duration, r["utt_id"].split("-")[0], r["text"])
+    utts = [Utterance(r["utt_id"], str(real_data / r["path"]), sf.info(str(real_data / r["path"])).duration, r["utt_id"].split("-")[0], r["text"])
             for r in rows]
     manifest = tmp_path / "test.jsonl"
     write_manifest(manifest, utts)
     noise = tmp_path / "noise"
-    write_manifest(noise / "manifest.jsonl", [Utterance("n1", str(shared_data / "noise/speechbrain_noise1.wav"), 33.1, "real", "")])
+    write_manifest(noise / "manifest.jsonl", [Utterance("n1", str(real_data / "noise/speechbrain_noise1.flac"), 33.1, "real", "")])
     rirs = tmp_path / "rir"
     write_manifest(rirs / "manifest.jsonl", [
-        Utterance("clap", str(shared_data / "rir/rir_clap_seminar_room.wav"), 1.0, "real", "", {"rt60_measured_s": 0.5}),
-        Utterance("lhotse", str(shared_data / "rir/lhotse_real_8ch_ch0.wav"), 0.1, "real", "", {"rt60_measured_s": 0.1}),
+        Utterance("clap", str(real_data / "rir/rir_clap_seminar_room.flac"), 1.0, "real", "", {"rt60_measured_s": 0.5}),
+        Utterance("lhotse", str(real_data / "rir/lhotse_real_8ch_ch0.flac"), 0.1, "real", "", {"rt60_measured_s": 0.1}),
     ])
     return manifest, noise / "manifest.jsonl", rirs / "manifest.jsonl"
 
@@ -137,10 +137,10 @@ def test_bad_test_audio_stops_or_is_skipped_and_counted(tmp_path, real_test_set)
     assert len(read_manifest(out / "manifest.jsonl")) == 3
 
 
-def _two_channel_rir_bank(tmp_path, shared_data):
+def _two_channel_rir_bank(tmp_path, real_data):
     """A bank holding one 2-channel RIR made of two measured ones, as OpenSLR-28's multichannel RIRs are."""
-    clap = read_audio(shared_data / "rir/rir_clap_seminar_room.wav", 16000)
-    lhotse = read_audio(shared_data / "rir/lhotse_real_8ch_ch0.wav", 16000)
+    clap = read_audio(real_data / "rir/rir_clap_seminar_room.flac", 16000)
+    lhotse = read_audio(real_data / "rir/lhotse_real_8ch_ch0.flac", 16000)
     stereo = np.zeros((len(clap), 2), dtype=np.float32)
     stereo[:, 0], stereo[: len(lhotse), 1] = clap, lhotse
     sf.write(tmp_path / "stereo_rir.wav", stereo, 16000)
@@ -149,13 +149,13 @@ def _two_channel_rir_bank(tmp_path, shared_data):
     return manifest
 
 
-def test_random_protocol_draws_kinds_snrs_sources_and_channels_as_configured(tmp_path, shared_data, speech):
+def test_random_protocol_draws_kinds_snrs_sources_and_channels_as_configured(tmp_path, real_data, speech):
     noise_a, noise_b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
-    write_manifest(noise_a, [Utterance("n1", str(shared_data / "noise/speechbrain_noise1.wav"), 33.1, "real", "")])
-    write_manifest(noise_b, [Utterance("hens", str(shared_data / "noise/audiomentations_hens.wav"), 10.0, "real", "")])
+    write_manifest(noise_a, [Utterance("n1", str(real_data / "noise/speechbrain_noise1.flac"), 33.1, "real", "")])
+    write_manifest(noise_b, [Utterance("hens", str(real_data / "noise/audiomentations_hens.flac"), 10.0, "real", "")])
     protocol = RandomProtocol.from_config("pimentel", {"noise": ["a", "b"], "rir": "room", "white_noise_prob": 0.3})
     noise_bank = Bank.load([noise_a, noise_b], 16000)
-    rir_bank = Bank.load(_two_channel_rir_bank(tmp_path, shared_data), 16000)
+    rir_bank = Bank.load(_two_channel_rir_bank(tmp_path, real_data), 16000)
     segment = speech[:4000]
     draws = [corrupt_random(segment, protocol, np.random.default_rng(i), noise_bank, rir_bank)[1] for i in range(400)]
     kinds = [d["drawn_kind"] for d in draws]
@@ -201,12 +201,12 @@ def test_random_protocol_config_errors_name_the_key(entry, key):
         RandomProtocol.from_config("p", entry)
 
 
-def test_random_protocol_order_decides_whether_the_noise_is_reverberated(tmp_path, shared_data, speech):
+def test_random_protocol_order_decides_whether_the_noise_is_reverberated(tmp_path, real_data, speech):
     """noise_first reverberates the noise too (the mixture is convolved); reverb_first leaves it dry."""
     noise_manifest = tmp_path / "n.jsonl"
-    write_manifest(noise_manifest, [Utterance("n1", str(shared_data / "noise/speechbrain_noise1.wav"), 33.1, "real", "")])
+    write_manifest(noise_manifest, [Utterance("n1", str(real_data / "noise/speechbrain_noise1.flac"), 33.1, "real", "")])
     rir_manifest = tmp_path / "r.jsonl"
-    write_manifest(rir_manifest, [Utterance("clap", str(shared_data / "rir/rir_clap_seminar_room.wav"), 1.0, "real", "")])
+    write_manifest(rir_manifest, [Utterance("clap", str(real_data / "rir/rir_clap_seminar_room.flac"), 1.0, "real", "")])
     noise_bank, rir_bank = Bank.load(noise_manifest, 16000), Bank.load(rir_manifest, 16000)
     segment = speech[:8000]
     outputs, infos = {}, {}

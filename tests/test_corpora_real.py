@@ -48,14 +48,14 @@ def _summary(out_dir: Path) -> dict:
 
 
 @pytest.fixture
-def librispeech(tmp_path, shared_data, monkeypatch):
+def librispeech(tmp_path, real_data, monkeypatch):
     """A dev-clean tree, addressed by a relative root from inside tmp_path (as the workflow does)."""
     monkeypatch.chdir(tmp_path)
-    return make_librispeech(Path("resources/corpora/librispeech/dev-clean"), shared_data)
+    return make_librispeech(Path("resources/corpora/librispeech/dev-clean"), real_data)
 
 
-def test_librispeech_manifest_matches_the_transcripts_and_audio(librispeech, shared_data, tmp_path):
-    expected = librispeech_transcripts(shared_data)
+def test_librispeech_manifest_matches_the_transcripts_and_audio(librispeech, real_data, tmp_path):
+    expected = librispeech_transcripts(real_data)
     assert str(librispeech) == "resources/corpora/librispeech/dev-clean/LibriSpeech/dev-clean"
     utts = prepare_librispeech({"dev-clean": [librispeech]}, Path("prepared/dev-clean"))
 
@@ -102,9 +102,9 @@ def test_seeded_subset_rejects_a_non_positive_size():
         seeded_subset([1, 2, 3], 0, seed=0)
 
 
-def test_librispeech_several_subsets_keep_their_names(tmp_path, shared_data):
-    clean = make_librispeech(tmp_path / "c", shared_data, "dev-clean", ["1988-24833-0000", "2412-153948-0000"])
-    other = make_librispeech(tmp_path / "o", shared_data, "dev-other", ["3752-4944-0000"])
+def test_librispeech_several_subsets_keep_their_names(tmp_path, real_data):
+    clean = make_librispeech(tmp_path / "c", real_data, "dev-clean", ["1988-24833-0000", "2412-153948-0000"])
+    other = make_librispeech(tmp_path / "o", real_data, "dev-other", ["3752-4944-0000"])
     utts = prepare_librispeech({"dev-clean": [clean], "dev-other": [other]}, tmp_path / "out")
     assert {u.id: u.extra["subset"] for u in utts} == {
         "1988-24833-0000": "dev-clean", "2412-153948-0000": "dev-clean", "3752-4944-0000": "dev-other",
@@ -154,9 +154,9 @@ def test_librispeech_root_without_transcripts_is_an_error(tmp_path):
     _expect_failure({"dev-clean": [tmp_path / "missing"]}, tmp_path / "out", str(tmp_path / "missing"))
 
 
-def test_librispeech_duplicate_ids_across_roots_are_an_error(tmp_path, shared_data):
-    first = make_librispeech(tmp_path / "a", shared_data, "dev-clean", ["1988-24833-0000", "3752-4944-0000"])
-    second = make_librispeech(tmp_path / "b", shared_data, "dev-clean", ["3752-4944-0000"])
+def test_librispeech_duplicate_ids_across_roots_are_an_error(tmp_path, real_data):
+    first = make_librispeech(tmp_path / "a", real_data, "dev-clean", ["1988-24833-0000", "3752-4944-0000"])
+    second = make_librispeech(tmp_path / "b", real_data, "dev-clean", ["3752-4944-0000"])
     _expect_failure({"dev-clean": [first, second]}, tmp_path / "out", "'3752-4944-0000'", str(first), str(second))
     _expect_failure({"dev-clean": [first], "dev-other": [second]}, tmp_path / "out", "'3752-4944-0000'")
 
@@ -173,11 +173,11 @@ def test_a_failed_run_leaves_the_previous_output_alone(librispeech, tmp_path):
 # --- Libri-Light limited resource ----------------------------------------------------------------------------
 
 
-def test_librilight_limited_10h_reads_1h_and_9h(tmp_path, shared_data):
-    base = make_librilight_limited(tmp_path, shared_data)
+def test_librilight_limited_10h_reads_1h_and_9h(tmp_path, real_data):
+    base = make_librilight_limited(tmp_path, real_data)
     assert base.name == "librispeech_finetuning"
     assert (base / "1h" / "0" / "clean").is_dir() and (base / "9h" / "clean").is_dir()
-    expected = librispeech_transcripts(shared_data)
+    expected = librispeech_transcripts(real_data)
     utts = prepare_librispeech({"train-10h": [base / "1h", base / "9h"]}, tmp_path / "out", partial_transcripts={"train-10h"})
     assert [u.id for u in utts] == sorted(u for ids in LIBRILIGHT_LAYOUT.values() for u in ids)
     for utt in utts:
@@ -187,8 +187,8 @@ def test_librilight_limited_10h_reads_1h_and_9h(tmp_path, shared_data):
     assert [u.id for u in one_hour] == sorted(LIBRILIGHT_LAYOUT["1h/0/clean"] + LIBRILIGHT_LAYOUT["1h/0/other"])
 
 
-def test_librilight_whole_chapter_transcripts_need_allow_missing_audio(tmp_path, shared_data):
-    base = make_librilight_limited(tmp_path, shared_data)
+def test_librilight_whole_chapter_transcripts_need_allow_missing_audio(tmp_path, real_data):
+    base = make_librilight_limited(tmp_path, real_data)
     roots = {"train-10h": [base / "1h", base / "9h"]}
     _expect_failure(roots, tmp_path / "out", "1988-24833.trans.txt", "1988-24833-0002")
 
@@ -197,24 +197,24 @@ def test_librilight_whole_chapter_transcripts_need_allow_missing_audio(tmp_path,
 
 
 @pytest.fixture(scope="module")
-def musan(tmp_path_factory, shared_data):
-    return make_musan(tmp_path_factory.mktemp("musan"), shared_data)
+def musan(tmp_path_factory, real_data):
+    return make_musan(tmp_path_factory.mktemp("musan"), real_data)
 
 
 @pytest.mark.parametrize("category", ["noise", "music", "speech"])
-def test_musan_category_bank(musan, shared_data, tmp_path, category):
-    expected = {stem: (source, shared) for cat, source, stem, shared in MUSAN_FILES if cat == category}
+def test_musan_category_bank(musan, real_data, tmp_path, category):
+    expected = {stem: (source, recording) for cat, source, stem, recording in MUSAN_FILES if cat == category}
     records = prepare_musan(musan, category, tmp_path / "bank")
     assert [r.id for r in records] == sorted(expected)
     for record in read_manifest(tmp_path / "bank/manifest.jsonl"):
-        source, shared = expected[record.id]
+        source, recording = expected[record.id]
         assert record.path == str(musan / category / source / f"{record.id}.wav")
         assert record.speaker == f"musan-{category}/{source}" and record.text == ""
         assert record.extra["category"] == category and record.extra["source"] == source
         assert record.extra["license"].startswith(("Creative Commons", "Public Domain"))
         assert record.extra["native_sample_rate"] == 16000 and record.extra["channels"] == 1
         assert "fake-annotation-from" in record.extra["annotation"]
-        assert abs(record.duration - _duration(shared_data / shared)) < MS
+        assert abs(record.duration - _duration(real_data / recording)) < MS
     summary = _summary(tmp_path / "bank")
     assert summary["count"] == len(expected)
     assert sum(group["count"] for group in summary["per_source"].values()) == len(expected)
@@ -240,8 +240,8 @@ def test_musan_bad_category_or_root(musan, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def us8k(tmp_path_factory, shared_data):
-    return make_urbansound8k(tmp_path_factory.mktemp("us8k"), shared_data)
+def us8k(tmp_path_factory, real_data):
+    return make_urbansound8k(tmp_path_factory.mktemp("us8k"), real_data)
 
 
 def test_urbansound8k_bank_keeps_native_rate_and_channels(us8k, tmp_path):
@@ -291,8 +291,8 @@ def test_urbansound8k_empty_after_filtering_is_an_error(us8k, tmp_path):
     assert not (tmp_path / "bank").exists()
 
 
-def test_urbansound8k_missing_audio_names_the_csv_row_and_file(tmp_path, shared_data):
-    base = make_urbansound8k(tmp_path, shared_data)
+def test_urbansound8k_missing_audio_names_the_csv_row_and_file(tmp_path, real_data):
+    base = make_urbansound8k(tmp_path, real_data)
     (base / "audio" / "fold2" / "100104-9-0-0.wav").unlink()
     with pytest.raises(PipelineError) as caught:
         prepare_urbansound8k(base, tmp_path / "bank")
@@ -317,8 +317,8 @@ def test_too_short_noise_files_are_left_out_and_listed(us8k, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def demand(tmp_path_factory, shared_data):
-    return make_demand(tmp_path_factory.mktemp("demand"), shared_data)
+def demand(tmp_path_factory, real_data):
+    return make_demand(tmp_path_factory.mktemp("demand"), real_data)
 
 
 def test_demand_bank_takes_one_channel_per_environment(demand, tmp_path):
@@ -345,8 +345,8 @@ def test_demand_errors(demand, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def rirs(tmp_path_factory, shared_data):
-    return make_rirs_noises(tmp_path_factory.mktemp("rirs"), shared_data)
+def rirs(tmp_path_factory, real_data):
+    return make_rirs_noises(tmp_path_factory.mktemp("rirs"), real_data)
 
 
 def test_rirs_real_bank_records_channels(rirs, tmp_path):
@@ -361,16 +361,16 @@ def test_rirs_real_bank_records_channels(rirs, tmp_path):
     assert _summary(tmp_path / "bank")["channels"] == {"1": 1, "2": 1}
 
 
-def test_rirs_simulated_bank_follows_the_lists(rirs, shared_data, tmp_path):
+def test_rirs_simulated_bank_follows_the_lists(rirs, real_data, tmp_path):
     entries = rirs_simulated_entries()
     records = prepare_rirs(rirs, "simulated", tmp_path / "bank")
     assert [r.id for r in records] == sorted(e[0] for e in entries)
     by_id = {r.id: r for r in records}
-    for rir_id, room, rel, shared in entries:
+    for rir_id, room, rel, recording in entries:
         record = by_id[rir_id]
         assert record.speaker == room and record.path == str(rirs / rel)
         assert record.extra["room_set"] == rel.split("/")[1] and record.extra["channels"] == 1
-        assert abs(record.duration - _duration(shared_data / shared)) < MS
+        assert abs(record.duration - _duration(real_data / recording)) < MS
     summary = _summary(tmp_path / "bank")
     per_set = {k: v["count"] for k, v in summary["per_room_set"].items()}
     assert per_set == {"largeroom": 1, "mediumroom": 1, "smallroom": 3}
@@ -413,8 +413,8 @@ def test_rirs_rooms_and_max_files(rirs, tmp_path):
          "already listed"),
     ],
 )
-def test_rirs_bad_list_lines_name_the_list_file_and_line(tmp_path, shared_data, line, fragment):
-    base = make_rirs_noises(tmp_path, shared_data)
+def test_rirs_bad_list_lines_name_the_list_file_and_line(tmp_path, real_data, line, fragment):
+    base = make_rirs_noises(tmp_path, real_data)
     rir_list = base / "simulated_rirs" / "smallroom" / "rir_list"
     rir_list.write_text(rir_list.read_text() + line + "\n")
     n_lines = len(rir_list.read_text().splitlines())
@@ -424,8 +424,8 @@ def test_rirs_bad_list_lines_name_the_list_file_and_line(tmp_path, shared_data, 
     assert not (tmp_path / "bank").exists()
 
 
-def test_rirs_missing_list_file_is_named(tmp_path, shared_data):
-    base = make_rirs_noises(tmp_path, shared_data)
+def test_rirs_missing_list_file_is_named(tmp_path, real_data):
+    base = make_rirs_noises(tmp_path, real_data)
     shutil.rmtree(base / "simulated_rirs" / "largeroom")
     with pytest.raises(PipelineError) as caught:
         prepare_rirs(base, "simulated", tmp_path / "bank")
@@ -433,11 +433,11 @@ def test_rirs_missing_list_file_is_named(tmp_path, shared_data):
     assert f"{rir_list}: RIRS_NOISES list file does not exist" in str(caught.value)
 
 
-def test_list_lines_parse_options_and_paths_without_the_corpus_prefix(tmp_path, shared_data):
+def test_list_lines_parse_options_and_paths_without_the_corpus_prefix(tmp_path, real_data):
     entry = parse_list_line("--rir-id a --room-id b --rt-60=0.5 --drr 3 simulated_rirs/x.wav", "list:1")
     assert dict(entry.options) == {"rir-id": "a", "room-id": "b", "rt-60": "0.5", "drr": "3"}
     assert entry.location == "simulated_rirs/x.wav"
-    base = make_rirs_noises(tmp_path, shared_data)
+    base = make_rirs_noises(tmp_path, real_data)
     rir_list = base / "simulated_rirs" / "mediumroom" / "rir_list"
     rir_list.write_text(rir_list.read_text().replace("RIRS_NOISES/", "").replace("--room-id", "--rt-60 0.4 --room-id"))
     record = next(r for r in prepare_rirs(base, "simulated", tmp_path / "bank") if r.extra["room_set"] == "mediumroom")

@@ -23,11 +23,11 @@ BUILDERS = {"musan": make_musan, "urbansound8k": make_urbansound8k, "demand": ma
     ("rirs_noises/real", {}),
     ("rirs_noises/simulated", {"max_files": 2}),
 ])
-def test_each_catalog_bank_subset_prepares_from_its_extracted_folder_and_loads(tmp_path, shared_data, ref, options):
+def test_each_catalog_bank_subset_prepares_from_its_extracted_folder_and_loads(tmp_path, real_data, ref, options):
     subset = CATALOG.subset(ref, "test")
     extract_dir = tmp_path / subset.archive.extract_dir
     # DEMAND ships one zip per environment, each extracting to <ENV>/: build all, as the zips would land
-    BUILDERS[subset.layout](extract_dir, shared_data)
+    BUILDERS[subset.layout](extract_dir, real_data)
     roots = [str(tmp_path / root) for root in subset.roots]
     records = prepare_corpus_bank(subset.layout, subset.name, roots, tmp_path / "bank", options, seed=0)
     assert records
@@ -49,9 +49,9 @@ def test_each_catalog_bank_subset_prepares_from_its_extracted_folder_and_loads(t
             assert abs(bank.mono(index) - expected).max() < 1e-6
 
 
-def test_musan_speech_becomes_babble_of_n_talkers_with_the_license(tmp_path, shared_data):
+def test_musan_speech_becomes_babble_of_n_talkers_with_the_license(tmp_path, real_data):
     subset = CATALOG.subset("musan/speech", "test")
-    make_musan(tmp_path / subset.archive.extract_dir, shared_data)
+    make_musan(tmp_path / subset.archive.extract_dir, real_data)
     roots = [str(tmp_path / root) for root in subset.roots]
     records = prepare_corpus_bank("musan", "speech", roots, tmp_path / "bank", {"babble": {"talkers": 2, "files": 3,
                                   "seconds": 2}}, seed=0, name="musan-babble", license="CC BY 4.0")
@@ -65,9 +65,9 @@ def test_musan_speech_becomes_babble_of_n_talkers_with_the_license(tmp_path, sha
         [(tmp_path / "again" / f"{r.id}.wav").read_bytes() for r in again]
 
 
-def test_records_without_their_own_license_get_the_datasets(tmp_path, shared_data):
+def test_records_without_their_own_license_get_the_datasets(tmp_path, real_data):
     subset = CATALOG.subset("urbansound8k/all", "test")
-    make_urbansound8k(tmp_path / subset.archive.extract_dir, shared_data)
+    make_urbansound8k(tmp_path / subset.archive.extract_dir, real_data)
     records = prepare_corpus_bank("urbansound8k", "all", [str(tmp_path / r) for r in subset.roots], tmp_path / "bank", {},
                                   0, license=CATALOG.datasets["urbansound8k"].license)
     assert {r.extra["license"] for r in records} == {CATALOG.datasets["urbansound8k"].license}

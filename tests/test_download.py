@@ -37,17 +37,17 @@ FAST = {"backoff_s": 0.01, "timeout_s": 5.0, "chunk_bytes": 8192}
 
 
 @pytest.fixture(scope="session")
-def librispeech_tgz(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def librispeech_tgz(real_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """dev-clean.tar.gz in the LibriSpeech layout: one chapter as FLAC plus its .trans.txt."""
     speaker, chapter = CHAPTER
-    with open(shared_data / "speech" / "transcripts.tsv", encoding="utf-8") as handle:
+    with open(real_data / "speech" / "transcripts.tsv", encoding="utf-8") as handle:
         rows = [row for row in csv.DictReader(handle, delimiter="\t") if row["utt_id"].startswith(f"{speaker}-{chapter}-")]
     assert len(rows) == 4
     tree = tmp_path_factory.mktemp("librispeech_src")
     folder = tree / "LibriSpeech" / "dev-clean" / speaker / chapter
     folder.mkdir(parents=True)
     for row in rows:
-        audio, rate = sf.read(shared_data / row["path"], dtype="int16")
+        audio, rate = sf.read(real_data / row["path"], dtype="int16")
         sf.write(folder / f"{row['utt_id']}.flac", audio, rate, subtype="PCM_16")
     (folder / f"{speaker}-{chapter}.trans.txt").write_text("".join(f"{r['utt_id']} {r['text']}\n" for r in rows))
     archive = tmp_path_factory.mktemp("archives") / "dev-clean.tar.gz"
@@ -57,11 +57,11 @@ def librispeech_tgz(shared_data: Path, tmp_path_factory: pytest.TempPathFactory)
 
 
 @pytest.fixture(scope="session")
-def rir_zip(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def rir_zip(real_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     archive = tmp_path_factory.mktemp("archives") / "rirs.zip"
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
-        for wav in sorted((shared_data / "rir").glob("*.wav")):
-            zf.write(wav, f"rirs/{wav.name}")
+        for rir in sorted((real_data / "rir").glob("*.flac")):
+            zf.write(rir, f"rirs/{rir.name}")
     return archive
 
 
@@ -283,7 +283,7 @@ def test_uncreatable_destination_is_refused_naming_the_directory(server, librisp
 # ---------------------------------------------------------------- extraction
 
 
-def test_downloaded_librispeech_tgz_extracts_to_the_corpus_layout(server, librispeech_tgz, shared_data, tmp_path):
+def test_downloaded_librispeech_tgz_extracts_to_the_corpus_layout(server, librispeech_tgz, real_data, tmp_path):
     archive = tmp_path / "dev-clean.tar.gz"
     record = download(catalog(librispeech_tgz, server.url("dev-clean.tar.gz")), archive, **FAST)
     out = tmp_path / "corpus"
@@ -294,7 +294,7 @@ def test_downloaded_librispeech_tgz_extracts_to_the_corpus_layout(server, libris
     flacs = sorted(chapter.glob("*.flac"))
     assert [f.stem for f in flacs] == [f"1988-24833-000{i}" for i in range(4)]
     for flac in flacs:  # lossless round trip: the samples are the original recording's
-        original, _ = sf.read(shared_data / "speech" / "librispeech" / f"{flac.stem}.wav", dtype="int16")
+        original, _ = sf.read(real_data / "speech" / "librispeech" / f"{flac.stem}.flac", dtype="int16")
         extracted, rate = sf.read(flac, dtype="int16")
         assert rate == 16000 and np.array_equal(extracted, original)
     lines = (chapter / "1988-24833.trans.txt").read_text().splitlines()
@@ -306,11 +306,12 @@ def test_downloaded_librispeech_tgz_extracts_to_the_corpus_layout(server, libris
     assert not (tmp_path / "corpus.partial").exists()
 
 
-def test_rir_zip_extracts_byte_identical(rir_zip, shared_data, tmp_path):
+def test_rir_zip_extracts_byte_identical(rir_zip, real_data, tmp_path):
     summary = extract_archive(rir_zip, tmp_path / "rirs")
-    sources = sorted((shared_data / "rir").glob("*.wav"))
-    for wav in sources:
-        assert (tmp_path / "rirs" / "rirs" / wav.name).read_bytes() == wav.read_bytes()
+    sources = sorted((real_data / "rir").glob("*.flac"))
+    assert len(sources) == 4
+    for rir in sources:
+        assert (tmp_path / "rirs" / "rirs" / rir.name).read_bytes() == rir.read_bytes()
     assert summary["format"] == "zip" and summary["members"] == len(sources) and summary["sha256"] is None
     assert summary["bytes"] == sum(w.stat().st_size for w in sources)
     assert (tmp_path / "rirs" / ".extracted.json").is_file()
@@ -356,7 +357,7 @@ def test_corrupt_zip_member_is_refused_and_leaves_nothing(rir_zip, tmp_path):
 
 def _tar_with(path: Path, good: Path, bad: tarfile.TarInfo) -> Path:
     with tarfile.open(path, "w:gz") as tar:
-        tar.add(good, arcname="data/good.wav")  # a safe member first: it must not be written either
+        tar.add(good, arcname="data/good.flac")  # a safe member first: it must not be written either
         tar.addfile(bad, io.BytesIO(b"pwned\n") if bad.isreg() else None)
     return path
 
@@ -377,10 +378,10 @@ def _member(name: str, kind: bytes = tarfile.REGTYPE, linkname: str = "") -> tar
     (_member("data/hard", tarfile.LNKTYPE, "../evil.txt"), "hardlink that escapes"),
     (_member("data/null", tarfile.CHRTYPE), "device or special file"),
 ], ids=["dotdot", "nested-dotdot", "absolute", "symlink-escape", "symlink-absolute", "hardlink-escape", "device"])
-def test_unsafe_tar_member_refuses_whole_archive(bad, reason, shared_data, tmp_path):
+def test_unsafe_tar_member_refuses_whole_archive(bad, reason, real_data, tmp_path):
     work = tmp_path / "work"
     work.mkdir()
-    archive = _tar_with(work / "evil.tar.gz", shared_data / "rir" / "rir_clap_seminar_room.wav", bad)
+    archive = _tar_with(work / "evil.tar.gz", real_data / "rir" / "rir_clap_seminar_room.flac", bad)
     with pytest.raises(ArchiveError, match=reason) as caught:
         extract_archive(archive, work / "out")
     assert str(archive) in str(caught.value) and repr(bad.name) in str(caught.value)
@@ -388,10 +389,10 @@ def test_unsafe_tar_member_refuses_whole_archive(bad, reason, shared_data, tmp_p
     assert leftovers(tmp_path) == ["work"]  # nothing landed beside the output either
 
 
-def test_zip_with_dotdot_member_is_refused(shared_data, tmp_path):
+def test_zip_with_dotdot_member_is_refused(real_data, tmp_path):
     archive = tmp_path / "evil.zip"
     with zipfile.ZipFile(archive, "w") as zf:
-        zf.write(shared_data / "rir" / "rir_clap_seminar_room.wav", "rirs/clap.wav")
+        zf.write(real_data / "rir" / "rir_clap_seminar_room.flac", "rirs/clap.flac")
         zf.writestr("../x", b"pwned\n")
     with pytest.raises(ArchiveError, match="'\\.\\./x'.*'\\.\\.' component"):
         extract_archive(archive, tmp_path / "out")

@@ -17,22 +17,22 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory, shared_data, transcripts):
+def study(tmp_path_factory, real_data, transcripts):
     """Four real LibriSpeech utterances, a real noise bank and real RIRs, and three conditions built from them."""
     root = tmp_path_factory.mktemp("study")
     rows = [r for r in transcripts if r["path"].startswith("speech/librispeech/")][:4]
-    utts = [Utterance(r["utt_id"], str(shared_data / r["path"]), sf.info(str(shared_data / r["path"])).duration,
+    utts = [Utterance(r["utt_id"], str(real_data / r["path"]), sf.info(str(real_data / r["path"])).duration,
                       r["utt_id"].split("-")[0], r["text"])
             for r in rows]
     test = root / "test" / "manifest.jsonl"
     write_manifest(test, utts)
     noise = root / "noise" / "manifest.jsonl"
-    write_manifest(noise, [Utterance("n1", str(shared_data / "noise/speechbrain_noise1.wav"), 33.1, "real", "")])
+    write_manifest(noise, [Utterance("n1", str(real_data / "noise/speechbrain_noise1.flac"), 33.1, "real", "")])
     rirs = root / "rir" / "manifest.jsonl"
     write_manifest(rirs, [
-        Utterance("clap", str(shared_data / "rir/rir_clap_seminar_room.wav"), 1.0, "real", "",
+        Utterance("clap", str(real_data / "rir/rir_clap_seminar_room.flac"), 1.0, "real", "",
                   {"rt60_measured_s": 0.5}),
-        Utterance("lhotse", str(shared_data / "rir/lhotse_real_8ch_ch0.wav"), 0.1, "real", "",
+        Utterance("lhotse", str(real_data / "rir/lhotse_real_8ch_ch0.flac"), 0.1, "real", "",
                   {"rt60_measured_s": 0.1}),
     ])
     conditions = {}
@@ -87,9 +87,13 @@ def test_gallery_shows_spectrograms_and_exact_audio(study, tmp_path):
         rt60 = {"clap": "0.50", "lhotse": "0.10"}[rir]
         assert f"RIR {rir} (RT60 {rt60} s)" in example["description"]
         assert "noise n1 at 5 dB SNR (measured 5.0 dB)" in example["description"]
-        # the corrupted audio as decoded, and the clean source, byte for byte
+        # the corrupted audio as decoded, byte for byte (a WAV source is copied); the clean source, a FLAC
+        # recording of tests/data, re-encoded to PCM16 WAV sample for sample
         assert (out / f"{utt.id}.wav").read_bytes() == open(utt.path, "rb").read()
-        assert (out / f"{utt.id}.clean.wav").read_bytes() == open(clean[utt.id].path, "rb").read()
+        assert clean[utt.id].path.endswith(".flac") and sf.info(str(out / f"{utt.id}.clean.wav")).format == "WAV"
+        copied, copied_rate = sf.read(str(out / f"{utt.id}.clean.wav"), dtype="int16")
+        source, source_rate = sf.read(clean[utt.id].path, dtype="int16")
+        assert copied_rate == source_rate == RATE and np.array_equal(copied, source)
         _check_png(out / f"{utt.id}.png", panels=2)
 
 

@@ -19,13 +19,13 @@ from asrcompress.manifest import Utterance, read_manifest, write_manifest
 
 
 @pytest.fixture(scope="module")
-def speech(shared_data):
-    return read_audio(shared_data / "speech/librispeech/2412-153948-0000.wav", 16000)
+def speech(real_data):
+    return read_audio(real_data / "speech/librispeech/2412-153948-0000.flac", 16000)
 
 
 @pytest.fixture(scope="module")
-def real_noise(shared_data):
-    return read_audio(shared_data / "noise/speechbrain_noise1.wav", 16000)
+def real_noise(real_data):
+    return read_audio(real_data / "noise/speechbrain_noise1.flac", 16000)
 
 
 @settings(max_examples=150, deadline=None)
@@ -73,40 +73,40 @@ def test_short_or_silent_noise_is_refused_naming_the_file():
         check_noise(np.zeros(16000, np.float32), 16000, "s.wav")
 
 
-def _test_set(tmp_path, shared_data, speaker="1988"):
-    wav = shared_data / "speech/librispeech/1988-24833-0000.wav"
+def _test_set(tmp_path, real_data, speaker="1988"):
+    path = real_data / "speech/librispeech/1988-24833-0000.flac"
     manifest = tmp_path / "test.jsonl"
-    write_manifest(manifest, [Utterance("u1", str(wav), sf.info(str(wav)).duration, speaker, "THE TWO STRAY KITTENS")])
+    write_manifest(manifest, [Utterance("u1", str(path), sf.info(str(path)).duration, speaker, "THE TWO STRAY KITTENS")])
     return manifest
 
 
-def test_babble_of_the_test_speaker_is_refused_before_any_audio(tmp_path, shared_data):
+def test_babble_of_the_test_speaker_is_refused_before_any_audio(tmp_path, real_data):
     bank = tmp_path / "babble.jsonl"
-    write_manifest(bank, [Utterance("b", str(shared_data / "noise/speechbrain_noise2.wav"), 5.0, "babble", "",
+    write_manifest(bank, [Utterance("b", str(real_data / "noise/speechbrain_noise2.flac"), 5.0, "babble", "",
                                     {"talkers": ["1988", "3752"]})])
     out = tmp_path / "cond"
     with pytest.raises(ConfigError, match="contains test speaker.*1988"):
-        build_condition(Condition("noise", "babble", 10.0), str(_test_set(tmp_path, shared_data)), out, 16000, 0,
+        build_condition(Condition("noise", "babble", 10.0), str(_test_set(tmp_path, real_data)), out, 16000, 0,
                         noise_bank_manifests=[str(bank)])
     assert not out.exists() and not (tmp_path / "cond.partial").exists()
 
 
-def test_bad_noise_in_the_bank_stops_the_job_naming_it_and_leaves_nothing(tmp_path, shared_data):
+def test_bad_noise_in_the_bank_stops_the_job_naming_it_and_leaves_nothing(tmp_path, real_data):
     short = tmp_path / "short.wav"
     sf.write(short, np.full(800, 0.1, np.float32), 16000)  # 50 ms
     bank = tmp_path / "bank.jsonl"
     write_manifest(bank, [Utterance("short", str(short), 0.05, "x", "")])
     out = tmp_path / "cond"
     with pytest.raises(AudioError, match="short.wav: noise file is 0.050 s long"):
-        build_condition(Condition("noise", "x", 10.0), str(_test_set(tmp_path, shared_data)), out, 16000, 0,
+        build_condition(Condition("noise", "x", 10.0), str(_test_set(tmp_path, real_data)), out, 16000, 0,
                         noise_bank_manifests=[str(bank)])
     assert not out.exists()
 
 
-def test_manifest_records_everything_and_the_audio_hashes_are_reproducible(tmp_path, shared_data):
+def test_manifest_records_everything_and_the_audio_hashes_are_reproducible(tmp_path, real_data):
     bank = tmp_path / "bank.jsonl"
-    write_manifest(bank, [Utterance("n1", str(shared_data / "noise/speechbrain_noise1.wav"), 33.1, "real", "")])
-    test = _test_set(tmp_path, shared_data)
+    write_manifest(bank, [Utterance("n1", str(real_data / "noise/speechbrain_noise1.flac"), 33.1, "real", "")])
+    test = _test_set(tmp_path, real_data)
     hashes = []
     for run in ("a", "b"):
         build_condition(Condition("noise", "real", 5.0), str(test), tmp_path / run, 16000, 7,
@@ -138,14 +138,14 @@ def test_active_reference_sees_through_a_quiet_noise_floor(speech, real_noise):
     assert 2.5 < extra_noise_db < 3.5
 
 
-def test_a_silent_test_utterance_is_bad_audio(tmp_path, shared_data):
+def test_a_silent_test_utterance_is_bad_audio(tmp_path, real_data):
     silent = tmp_path / "silent.wav"
     sf.write(silent, np.zeros(16000, np.float32), 16000)
     test = tmp_path / "test.jsonl"
     write_manifest(test, [Utterance("s", str(silent), 1.0, "x", "A"), Utterance("u1", str(
-        shared_data / "speech/librispeech/1988-24833-0000.wav"), 3.32, "1988", "THE TWO")])
+        real_data / "speech/librispeech/1988-24833-0000.flac"), 3.32, "1988", "THE TWO")])
     bank = tmp_path / "bank.jsonl"
-    write_manifest(bank, [Utterance("n1", str(shared_data / "noise/speechbrain_noise1.wav"), 33.1, "real", "")])
+    write_manifest(bank, [Utterance("n1", str(real_data / "noise/speechbrain_noise1.flac"), 33.1, "real", "")])
     with pytest.raises(AudioError, match="silent.wav: is silent"):
         build_condition(Condition("noise", "real", 5.0), str(test), tmp_path / "a", 16000, 0, noise_bank_manifests=[str(bank)])
     build_condition(Condition("noise", "real", 5.0), str(test), tmp_path / "b", 16000, 0, noise_bank_manifests=[str(bank)],

@@ -46,16 +46,16 @@ def _entry(server: LoopbackServer, archive: Path) -> dict:
             "md5": hashlib.md5(data).hexdigest(), "bytes": len(data)}
 
 
-def _build_www(www: Path, staging: Path, shared_data: Path) -> None:
+def _build_www(www: Path, staging: Path, real_data: Path) -> None:
     www.mkdir()
     for subset, ids in SPLITS.items():
-        make_librispeech(staging / subset, shared_data, subset, ids)
+        make_librispeech(staging / subset, real_data, subset, ids)
         _tar(staging / subset, "LibriSpeech", www / f"{subset}.tar.gz")
-    make_musan(staging / "musan", shared_data)
+    make_musan(staging / "musan", real_data)
     _tar(staging / "musan", "musan", www / "musan.tar.gz")
-    make_urbansound8k(staging / "us8k", shared_data)
+    make_urbansound8k(staging / "us8k", real_data)
     _tar(staging / "us8k", "UrbanSound8K", www / "UrbanSound8K.tar.gz")
-    make_rirs_noises(staging / "rirs", shared_data)
+    make_rirs_noises(staging / "rirs", real_data)
     _zip(staging / "rirs", "RIRS_NOISES", www / "rirs_noises.zip")
 
 
@@ -119,9 +119,9 @@ def _config(ssl: Path, ctc: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory, shared_data):
+def served(tmp_path_factory, real_data):
     root = tmp_path_factory.mktemp("real")
-    _build_www(root / "www", root / "staging", shared_data)
+    _build_www(root / "www", root / "staging", real_data)
     with LoopbackServer(root / "www") as server:
         yield root, server
 
@@ -159,9 +159,9 @@ def test_downloads_resume_after_a_drop_retry_after_a_500_and_are_verified(finish
 
 
 @pytest.mark.slow
-def test_prepared_splits_point_at_the_extracted_flac_with_their_transcripts(finished, shared_data):
+def test_prepared_splits_point_at_the_extracted_flac_with_their_transcripts(finished, real_data):
     workdir = finished[0]
-    texts = {utt: text for utt, (_, text) in librispeech_transcripts(shared_data).items()}
+    texts = {utt: text for utt, (_, text) in librispeech_transcripts(real_data).items()}
     for split, subset in [("train", "train-clean-100"), ("dev", "dev-clean"), ("test", "test-clean")]:
         rows = [json.loads(line) for line in (workdir / "results" / "data" / split / "manifest.jsonl").read_text().splitlines()]
         assert sorted(r["id"] for r in rows) == sorted(SPLITS[subset])

@@ -46,13 +46,13 @@ def test_training_runs_and_a_killed_run_resumes_identically(tmp_path, tiny_corpu
         assert torch.equal(a, b), name
 
 
-def test_matched_training_noise_is_seeded_and_at_the_requested_snr(librispeech_wav):
+def test_matched_training_noise_is_seeded_and_at_the_requested_snr(librispeech_audio):
     from asrcompress.audio import read_audio
     from asrcompress.finetune import training_augmenter
 
     assert training_augmenter({}, 16000) is None
     augment = training_augmenter({"noise_prob": 1.0, "snr_db": [10, 10]}, 16000)
-    speech = read_audio(librispeech_wav, 16000)
+    speech = read_audio(librispeech_audio, 16000)
     first = augment(speech, np.random.default_rng(3))
     again = augment(speech, np.random.default_rng(3))
     assert np.array_equal(first, again)
