@@ -1,14 +1,12 @@
 from asrcompress import logs
-from asrcompress.decoding import decode_test_set
+from asrcompress.decoding import TestSetJob, decode_test_sets
 from asrcompress.search import DecoderSpec
 
 logs.to_file(snakemake.log[0])
 decoders = [DecoderSpec(**entry) for entry in snakemake.params.decoders]
-decode_test_set(
+decode_test_sets(
     variant_dir=snakemake.input.variant,
-    condition_manifest=f"{snakemake.input.condition}/manifest.jsonl",
-    hyps_path={d.name: getattr(snakemake.output, f"hyps_{d.name}") for d in decoders},
-    timing_path=snakemake.output.timing,
+    jobs=[TestSetJob.from_json(entry) for entry in snakemake.params.test_sets],
     sample_rate=snakemake.params.sample_rate,
     batch_seconds=snakemake.params.batch_seconds,
     max_padding=snakemake.params.max_padding,

@@ -1,15 +1,9 @@
 from asrcompress import logs
-from asrcompress.scoring import score_hypotheses
+from asrcompress.scoring import ScoreJob, score_test_sets
 
 logs.to_file(snakemake.log[0])
-out = snakemake.output
-score_hypotheses(
-    snakemake.input.hyps,
-    out.summary,
-    out.utterances,
+score_test_sets(
+    [ScoreJob.from_json(entry) for entry in snakemake.params.test_sets],
     n_resamples=snakemake.params.bootstrap_resamples,
     seed=snakemake.params.seed,
-    ref_trn=out.ref_trn,
-    hyp_trn=out.hyp_trn,
-    alignments=out.alignments,
 )

@@ -32,6 +32,8 @@ BAD_CONFIGS = {
     "snr-reference": (lambda c: c["conditions"].update(snr_reference="speech"), "conditions.snr_reference"),
     "babble-of-test-voice": (lambda c: c["banks"]["noise"].update(babble_voices=["en-us+m3"]), "banks.noise.babble_voices"),
     "folder-bank-without-kind": (lambda c: c["banks"].update(corpora={"mine": {"folder": "x"}}), "banks.corpora.mine"),
+    "decode-job-per-utterance": (lambda c: c["decode"].update(one_job_per="utterance"), "decode.one_job_per"),
+    "score-job-per-model": (lambda c: c["score"].update(one_job_per="model"), "score.one_job_per"),
     "rt60-range-on-noise": (lambda c: c["banks"].update(corpora={"mine": {"folder": "x", "kind": "noise",
                                                                           "rt60_range_s": [0.1, 0.5]}}),
                             "banks.corpora.mine.rt60_range_s"),

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from asrcompress.decoding import greedy_ctc, ids_to_text, length_sorted_batches
@@ -113,3 +114,35 @@ def test_signal_downsampling_of_a_group_norm_model_stays_exact_in_a_padded_batch
             masked = model(**inputs).logits
     for row, (single, n) in enumerate(zip(alone, frames)):
         torch.testing.assert_close(masked[row, :n], single[:n], atol=1e-4, rtol=1e-4)
+
+
+def test_one_job_decoding_several_test_sets_writes_what_separate_jobs_write(baseline, tiny_corpus, tmp_path):
+    """decode.one_job_per: variant loads the model once for all conditions; each test set's hypotheses and
+    timing record are those of a job of its own."""
+    import json
+
+    from asrcompress.compression.registry import Variant
+    from asrcompress.compression.store import compress
+    from asrcompress.decoding import TestSetJob, decode_test_set, decode_test_sets
+
+    compress(baseline, Variant.of("none"), tmp_path / "variant")
+    manifests = list(tiny_corpus)  # two test sets of different sizes (8 and 2 utterances)
+    jobs = [TestSetJob(m, {"greedy": str(tmp_path / f"together{i}.jsonl")}, str(tmp_path / f"together{i}.json"))
+            for i, m in enumerate(manifests)]
+    timings = decode_test_sets(str(tmp_path / "variant"), jobs, 16000, 10.0, 1)
+    assert [t.n_utterances for t in timings] == [8, 2]
+    for i, manifest in enumerate(manifests):
+        alone = decode_test_set(str(tmp_path / "variant"), manifest, str(tmp_path / f"alone{i}.jsonl"),
+                                str(tmp_path / f"alone{i}.json"), 16000, 10.0, 1)
+        assert (tmp_path / f"together{i}.jsonl").read_bytes() == (tmp_path / f"alone{i}.jsonl").read_bytes()
+        together = json.loads((tmp_path / f"together{i}.json").read_text())
+        assert together["n_utterances"] == alone.n_utterances and together["audio_s"] == alone.audio_s
+
+
+def test_a_test_set_without_a_file_for_every_decoder_fails_before_loading(tmp_path):
+    from asrcompress.decoding import TestSetJob, decode_test_sets
+    from asrcompress.search import GREEDY
+
+    job = TestSetJob("clean/manifest.jsonl", {}, str(tmp_path / "t.json"))
+    with pytest.raises(ValueError, match="greedy.*clean/manifest.jsonl"):
+        decode_test_sets(str(tmp_path / "missing-variant"), [job], 16000, 10.0, 1, [GREEDY])

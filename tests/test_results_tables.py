@@ -48,7 +48,7 @@ def tidy(variant: str, condition: str, *, errors: tuple[int, int, int] = (5, 2, 
     wer = (s + d + i) / n_words
     row = dict.fromkeys(COLUMNS, math.nan)
     row.update(
-        model="m", variant=variant, method=method, level=math.nan, condition=condition,
+        model="m", variant=variant, training_steps=0, method=method, level=math.nan, condition=condition,
         kind=KINDS[condition.split("/")[0]], wer=wer, wer_ci_low=wer - 0.01, wer_ci_high=wer + 0.02,
         cer=wer / 2, cer_ci_low=wer / 2 - 0.01, cer_ci_high=wer / 2 + 0.01, ser=0.5,
         substitutions=s, deletions=d, insertions=i, n_utts=10, n_words=n_words,
@@ -132,7 +132,7 @@ def test_grid_follows_first_appearance_with_ci_and_blank_missing_cells():
         tidy("magnitude~0.5", "clean", errors=(12, 0, 0)), tidy("magnitude~0.5", "reverb/0.3", errors=(25, 0, 0)),
     )
     wide = wide_table(table, LAYOUTS["grid"])
-    assert list(wide.columns) == ["variant", "reverb/0.3", "clean"]  # model/decoder/subset are constant: dropped
+    assert list(wide.columns) == ["variant", "reverb/0.3", "clean", "training steps"]  # model/decoder/subset: constant, dropped
     assert list(wide["variant"]) == ["none", "qat~4", "magnitude~0.5"]  # not alphabetical
     assert wide.loc[0, "reverb/0.3"] == "20.0 [19.0, 22.0]"
     assert wide.loc[1, "clean"] == ""
@@ -205,8 +205,8 @@ def test_e4_puts_decoders_side_by_side_with_two_decimals():
         tidy("layer_removal~12", "clean", errors=(4, 0, 0), decoder="lm", gpu_latency_ms=8.0),
     )
     wide = wide_table(table, LAYOUTS["E4"])
-    assert list(wide.columns) == ["variant", "greedy", "lm", "GPU latency ms", "CPU latency ms", "GMACs/s"]
-    assert wide.loc[1].tolist() == ["layer_removal~12", "5.00", "4.00", "8.0", "100.0", "10.000"]
+    assert list(wide.columns) == ["variant", "greedy", "lm", "GPU latency ms", "CPU latency ms", "GMACs/s", "training steps"]
+    assert wide.loc[1].tolist() == ["layer_removal~12", "5.00", "4.00", "8.0", "100.0", "10.000", "0"]
     assert wide.loc[0, "GPU latency ms"] == ""
 
 
@@ -234,9 +234,10 @@ def test_study_tables_explain_a_layout_the_table_cannot_fill(tmp_path):
     e4 = (tmp_path / "tables" / "E4.md").read_text()
     reason = [line for line in e4.splitlines() if line.startswith("No table:")]
     assert reason == ["No table: no LM decoder in the table (greedy only), so there is no WER+LM column."]
-    assert (tmp_path / "tables" / "E4.csv").read_text().splitlines() == ["model,variant,GPU latency ms,CPU latency ms,GMACs/s"]
+    assert (tmp_path / "tables" / "E4.csv").read_text().splitlines() == ["model,variant,GPU latency ms,CPU latency ms,GMACs/s,training steps"]
     grid = parse_markdown((tmp_path / "tables" / "grid.md").read_text())
-    assert grid == [{"variant": "none", "WER": "8.0 [7.0, 10.0]"}, {"variant": "layer_removal~4", "WER": "8.0 [7.0, 10.0]"}]
+    assert grid == [{"variant": "none", "WER": "8.0 [7.0, 10.0]", "training steps": "0"},
+                    {"variant": "layer_removal~4", "WER": "8.0 [7.0, 10.0]", "training steps": "0"}]
     assert pd.read_csv(tmp_path / "tables" / "grid.csv")["variant"].tolist() == ["none", "layer_removal~4"]
 
 
@@ -298,3 +299,13 @@ def test_results_md_names_subsets_and_decoders_and_shows_paired_deltas():
 def test_a_single_row_is_named_by_its_most_specific_level():
     wide = wide_table(frame(tidy("none", "clean")), Layout(rows=("model", "series", "level")))
     assert list(wide.columns) == ["series", "WER"]  # one model, no level: the series names the row
+
+
+def test_training_steps_count_a_students_distillation_and_its_recovery():
+    from asrcompress.tables import training_steps
+
+    student = {"recipe": {"steps": [{"method": "distillation", "level": None, "params": {"distill_steps": 400}}],
+                          "recovery": {"steps": 300}}}
+    pruned = {"recipe": {"steps": [{"method": "magnitude", "level": 0.5, "params": {}}], "recovery": {"steps": 60}}}
+    converted = {"recipe": {"steps": [{"method": "dynamic_int8", "level": None, "params": {}}], "recovery": None}}
+    assert [training_steps(c) for c in (student, pruned, converted, {})] == [700, 60, 0, 0]

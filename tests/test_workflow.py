@@ -161,3 +161,24 @@ def test_corrupt_test_audio_stops_augment_naming_the_file_or_is_skipped(tmp_path
     assert snakemake(workdir, target).returncode == 0
     summary = json.loads((workdir / target / "summary.json").read_text())
     assert summary["n_skipped"] == 1 and victim.name in summary["skipped"][0]["path"]
+
+
+@pytest.mark.slow
+def test_one_decode_job_per_variant_writes_what_one_job_per_condition_writes(finished_run, tmp_path):
+    """decode.one_job_per: variant (the demo's setting) plans a decode job per variant, and its hypotheses are
+    byte-identical to the per-condition jobs' of the tiny run."""
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(finished_run, copy, symlinks=True)
+    config = tiny_config()
+    config["decode"]["one_job_per"] = "variant"
+    write_config(copy, config)
+    jobs = planned_jobs(copy)
+    assert len([j for j in jobs if j[0] == "decode"]) == len(config["compression"]), jobs
+    before = {p.relative_to(copy): p.read_bytes() for p in (copy / "results" / "hyps").rglob("*.jsonl")}
+    result = snakemake(copy, "results/tables/wer.csv")
+    assert result.returncode == 0, result.stderr[-3000:]
+    after = {p.relative_to(copy): p.read_bytes() for p in (copy / "results" / "hyps").rglob("*.jsonl")}
+    assert after == before
+    assert planned_jobs(copy) == []

@@ -246,8 +246,37 @@ def compress_inputs(wildcards):
     return inputs
 
 
-def decode_outputs(wildcards):
-    return {d: f"results/hyps/{wildcards.model}/{wildcards.variant}/{d}/{wildcards.condition}.jsonl" for d in DECODERS}
+DECODE_PER_VARIANT = config["decode"]["one_job_per"] == "variant"
+# A decode job's test sets: every condition (one job per variant), or the one its wildcard names.
+DECODE_CONDITIONS = [c.id for c in GRID.conditions] if DECODE_PER_VARIANT else ["{condition}"]
+DECODE_JOB = "{model}/{variant}" if DECODE_PER_VARIANT else "{model}/{variant}/{condition}"
+
+
+def decode_test_sets(wildcards):
+    """What the decode job writes per test set (asrcompress.decoding.TestSetJob records)."""
+    conditions = DECODE_CONDITIONS if DECODE_PER_VARIANT else [wildcards.condition]
+    base = f"{wildcards.model}/{wildcards.variant}"
+    return [{"manifest": f"results/conditions/{c}/manifest.jsonl",
+             "hyps_paths": {d: f"results/hyps/{base}/{d}/{c}.jsonl" for d in DECODERS},
+             "timing_path": f"results/timings/{base}/{c}.json"} for c in conditions]
+
+
+SCORE_PER_VARIANT = config["score"]["one_job_per"] == "variant"
+# A score job's test sets: every (decoder, condition) of its variant, or the one its wildcards name.
+SCORE_CONDITIONS = [c.id for c in GRID.conditions] if SCORE_PER_VARIANT else ["{condition}"]
+SCORE_DECODERS = DECODERS if SCORE_PER_VARIANT else ["{decoder}"]
+SCORE_JOB = "{model}/{variant}" if SCORE_PER_VARIANT else "{model}/{variant}/{decoder}/{condition}"
+
+
+def score_test_sets(wildcards):
+    """What the score job writes per test set (asrcompress.scoring.ScoreJob records)."""
+    cells = ([(d, c) for d in SCORE_DECODERS for c in SCORE_CONDITIONS] if SCORE_PER_VARIANT
+             else [(wildcards.decoder, wildcards.condition)])
+    base = f"{wildcards.model}/{wildcards.variant}"
+    return [{"hyps_path": f"results/hyps/{base}/{d}/{c}.jsonl", "summary_path": f"results/scores/{base}/{d}/{c}.json",
+             "per_utt_path": f"results/scores/{base}/{d}/{c}.utts.tsv", "ref_trn": f"results/scores/{base}/{d}/{c}.ref.trn",
+             "hyp_trn": f"results/scores/{base}/{d}/{c}.hyp.trn", "alignments": f"results/scores/{base}/{d}/{c}.pra"}
+            for d, c in cells]
 
 
 def decode_lm_inputs(wildcards):

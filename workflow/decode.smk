@@ -1,16 +1,19 @@
 # Stage 5: CTC decoding of every (variant, condition) pair, every configured decoder from one forward pass.
+# decode.one_job_per: "condition" makes a job per (variant, condition); "variant" decodes all of a variant's
+# conditions in one job, paying the torch/transformers import and the model load once (small test sets).
 
 
 rule decode:
-    """Transcribe one condition's test set with one variant (greedy and/or LM beam search); records timings."""
+    """Transcribe test sets with one variant (greedy and/or LM beam search); records timings per test set."""
     input:
         unpack(decode_lm_inputs),
         variant="results/variants/{model}/{variant}",
-        condition="results/conditions/{condition}",
+        conditions=expand("results/conditions/{condition}", condition=DECODE_CONDITIONS),
     output:
-        **{f"hyps_{d}": f"results/hyps/{{model}}/{{variant}}/{d}/{{condition}}.jsonl" for d in DECODERS},
-        timing="results/timings/{model}/{variant}/{condition}.json",
+        hyps=expand("results/hyps/{{model}}/{{variant}}/{decoder}/{condition}.jsonl", decoder=DECODERS, condition=DECODE_CONDITIONS),
+        timings=expand("results/timings/{{model}}/{{variant}}/{condition}.json", condition=DECODE_CONDITIONS),
     params:
+        test_sets=decode_test_sets,
         batch_seconds=config["decode"]["batch_seconds"],
         max_padding=config["decode"]["max_padding"],
         gpu_batch_seconds=config["decode"]["gpu_batch_seconds"],
@@ -25,8 +28,8 @@ rule decode:
     conda:
         "../envs/torch.yaml"
     log:
-        "logs/decode/{model}/{variant}/{condition}.log",
+        f"logs/decode/{DECODE_JOB}.log",
     benchmark:
-        "benchmarks/decode/{model}/{variant}/{condition}.tsv"
+        f"benchmarks/decode/{DECODE_JOB}.tsv"
     script:
         "../scripts/decode.py"

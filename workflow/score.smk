@@ -1,18 +1,22 @@
 # Stage 6: WER/CER with S/D/I, bootstrap confidence intervals, sclite files and alignments.
+# score.one_job_per: "condition" makes a job per scored test set; "variant" scores all of a variant's test sets
+# (every decoder and condition) in one job.
+SCORED = "results/scores/{{model}}/{{variant}}/{decoder}/{condition}"
 
 
 rule score:
-    """Score one decoded test set: summary JSON (overall and per corpus subset), per-utterance TSV worst first,
+    """Score decoded test sets: summary JSON (overall and per corpus subset), per-utterance TSV worst first,
     sclite-compatible ref/hyp trn files, and per-utterance alignments (.pra, worst first)."""
     input:
-        hyps="results/hyps/{model}/{variant}/{decoder}/{condition}.jsonl",
+        hyps=expand("results/hyps/{{model}}/{{variant}}/{decoder}/{condition}.jsonl", decoder=SCORE_DECODERS, condition=SCORE_CONDITIONS),
     output:
-        summary="results/scores/{model}/{variant}/{decoder}/{condition}.json",
-        utterances="results/scores/{model}/{variant}/{decoder}/{condition}.utts.tsv",
-        ref_trn="results/scores/{model}/{variant}/{decoder}/{condition}.ref.trn",
-        hyp_trn="results/scores/{model}/{variant}/{decoder}/{condition}.hyp.trn",
-        alignments="results/scores/{model}/{variant}/{decoder}/{condition}.pra",
+        summary=expand(f"{SCORED}.json", decoder=SCORE_DECODERS, condition=SCORE_CONDITIONS),
+        utterances=expand(f"{SCORED}.utts.tsv", decoder=SCORE_DECODERS, condition=SCORE_CONDITIONS),
+        ref_trn=expand(f"{SCORED}.ref.trn", decoder=SCORE_DECODERS, condition=SCORE_CONDITIONS),
+        hyp_trn=expand(f"{SCORED}.hyp.trn", decoder=SCORE_DECODERS, condition=SCORE_CONDITIONS),
+        alignments=expand(f"{SCORED}.pra", decoder=SCORE_DECODERS, condition=SCORE_CONDITIONS),
     params:
+        test_sets=score_test_sets,
         bootstrap_resamples=config["score"]["bootstrap_resamples"],
         seed=config["seed"],
     threads: 1
@@ -21,8 +25,8 @@ rule score:
     conda:
         "../envs/report.yaml"
     log:
-        "logs/score/{model}/{variant}/{decoder}/{condition}.log",
+        f"logs/score/{SCORE_JOB}.log",
     benchmark:
-        "benchmarks/score/{model}/{variant}/{decoder}/{condition}.tsv"
+        f"benchmarks/score/{SCORE_JOB}.tsv"
     script:
         "../scripts/score.py"

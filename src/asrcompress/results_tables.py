@@ -54,6 +54,8 @@ def with_defaults(table: pd.DataFrame) -> pd.DataFrame:
         table["family"] = table["method"].map(families)
     if "series" not in table:
         table["series"] = table["variant"].map(series_of)
+    if "training_steps" not in table:  # tables from before distillation steps were counted: recovery only
+        table["training_steps"] = table["recovery_steps"] if "recovery_steps" in table else 0
     for column in STATISTICS:
         if column not in table:
             table[column] = np.nan
@@ -226,6 +228,7 @@ FORMATS: dict[str, ColumnFormat] = {
     "gpu_latency_ms": ColumnFormat("GPU latency ms", digits=1),
     "cpu_rtf": ColumnFormat("CPU RTF", digits=3),
     "rtf": ColumnFormat("RTF", digits=3),
+    "training_steps": ColumnFormat("training steps", digits=0),
 }
 CI_COLUMNS = {"wer": ("wer_ci_low", "wer_ci_high"), "cer": ("cer_ci_low", "cer_ci_high"),
               "delta_wer": ("delta_ci_low", "delta_ci_high")}
@@ -487,7 +490,7 @@ LAYOUTS: dict[str, Layout] = {
              "latencies per utterance.",
         rows=("model", "variant"), columns=("subset", "decoder"), digits=2,
         filters={"kind": "clean", "family": ["baseline", "downsampling", "depth"]},
-        extra=("gpu_latency_ms", "cpu_latency_ms", "gmacs_per_s"),
+        extra=("gpu_latency_ms", "cpu_latency_ms", "gmacs_per_s", "training_steps"),
         requires=(Requirement("decoder", "no LM decoder in the table (greedy only), so there is no WER+LM column",
                               none_of=("greedy",)),
                   Requirement("family", "no downsampling or depth variant in the table",
@@ -497,12 +500,13 @@ LAYOUTS: dict[str, Layout] = {
         note="WER % per condition kind (pooled); speed-up is the baseline's CPU latency over the student's.",
         rows=("model", "variant"), columns=_SPLIT_BY_KIND,
         filters={"decoder": "greedy", "family": ["baseline", "distillation"]},
-        extra=("parameters", "cpu_latency_ms", "speedup"),
+        extra=("parameters", "cpu_latency_ms", "speedup", "training_steps"),
         requires=(Requirement("family", "no distillation variant in the table", any_of=("distillation",)),)),
     "grid": Layout(
         title="Every variant under every condition",
         note="WER % with its 95% bootstrap interval over utterances.",
-        rows=("model", "variant", "decoder"), columns=("subset", "condition"), with_ci=True),
+        rows=("model", "variant", "decoder"), columns=("subset", "condition"), with_ci=True,
+        extra=("training_steps",)),
 }
 
 

@@ -235,3 +235,26 @@ def score_hypotheses(hyps_path: str, summary_path: str, per_utt_path: str, n_res
         write_alignments(scored, alignments)
     write_json(summary_path, summary)
     return summary
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoreJob:
+    """One decoded test set to score and the files its scoring writes (``score_hypotheses``' arguments)."""
+
+    hyps_path: str
+    summary_path: str
+    per_utt_path: str
+    ref_trn: str | None = None
+    hyp_trn: str | None = None
+    alignments: str | None = None
+
+    @classmethod
+    def from_json(cls, entry: dict[str, Any]) -> "ScoreJob":
+        return cls(**entry)
+
+
+def score_test_sets(jobs: Sequence[ScoreJob], n_resamples: int = 1000, seed: int = 0) -> list[dict]:
+    """Score several decoded test sets in one process (``score.one_job_per: variant``): the interpreter and
+    jiwer start once instead of once per test set. Each writes what its own job would."""
+    return [score_hypotheses(job.hyps_path, job.summary_path, job.per_utt_path, n_resamples, seed,
+                             ref_trn=job.ref_trn, hyp_trn=job.hyp_trn, alignments=job.alignments) for job in jobs]

@@ -25,7 +25,7 @@ COLUMNS = [
     "substitutions", "deletions", "insertions", "n_utts", "n_words",
     "baseline_wer", "delta_wer", "delta_ci_low", "delta_ci_high", "p_value",
     "snr_db_measured", "rt60_measured_s", "n_skipped",
-    "recovery_steps", "size_mb", "packed_mb", "parameters", "nonzero_params", "sparsity",
+    "recovery_steps", "training_steps", "size_mb", "packed_mb", "parameters", "nonzero_params", "sparsity",
     "gmacs_per_s", "cpu_latency_ms", "cpu_rtf", "gpu_latency_ms", "rtf", "audio_s", "decode_wall_s", "device",
 ]
 SCORE_COLUMNS = ("wer", "wer_ci_low", "wer_ci_high", "cer", "cer_ci_low", "cer_ci_high", "ser",
@@ -65,6 +65,14 @@ def family_of(method: str) -> str:
         return "unknown"
 
 
+def training_steps(card: dict) -> int:
+    """Every optimiser step a variant trained after the baseline: its methods' own training (a student's
+    distillation) plus recovery fine-tuning; 0 for a conversion."""
+    recipe = card.get("recipe") or {}
+    own = sum(int((step.get("params") or {}).get("distill_steps", 0)) for step in recipe.get("steps", []))
+    return own + int((recipe.get("recovery") or {}).get("steps", 0))
+
+
 def rows(files: ResultFiles) -> list[dict]:
     """The whole test set's row, then one per corpus subset (test-clean, test-other, ...) if it has several."""
     score, timing, card, summary = (read_json(p) for p in (files.score, files.timing, files.card, files.condition_summary))
@@ -82,6 +90,7 @@ def rows(files: ResultFiles) -> list[dict]:
         "rt60_measured_s": summary.get("rt60_measured_s_mean"),
         "n_skipped": summary.get("n_skipped", 0),
         "recovery_steps": ((card.get("recipe") or {}).get("recovery") or {}).get("steps", 0),
+        "training_steps": training_steps(card),
         "size_mb": card["size_mb"],
         "packed_mb": card["packed_mb"],
         "parameters": card["parameters"],
