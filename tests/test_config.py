@@ -34,6 +34,8 @@ BAD_CONFIGS = {
     "folder-bank-without-kind": (lambda c: c["banks"].update(corpora={"mine": {"folder": "x"}}), "banks.corpora.mine"),
     "decode-job-per-utterance": (lambda c: c["decode"].update(one_job_per="utterance"), "decode.one_job_per"),
     "score-job-per-model": (lambda c: c["score"].update(one_job_per="model"), "score.one_job_per"),
+    "training-gpus-on-cpu-jobs": (lambda c: c["finetune"].update(gpus=4), "finetune.gpus"),
+    "zero-training-gpus": (lambda c: c["finetune"].update(gpus=0), "finetune.gpus"),
     "rt60-range-on-noise": (lambda c: c["banks"].update(corpora={"mine": {"folder": "x", "kind": "noise",
                                                                           "rt60_range_s": [0.1, 0.5]}}),
                             "banks.corpora.mine.rt60_range_s"),

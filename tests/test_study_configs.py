@@ -3,6 +3,8 @@ downloads exist."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -77,3 +79,20 @@ def test_study_without_downloads_plans_them_from_the_catalog(tmp_path, study):
     assert downloads == {f"dataset={s.archive.dataset}, filename={s.archive.filename}" for s in used}
     hub_models = [n for n, e in config["models"].items() if not ModelSpec.from_config(n, e).is_local]
     assert {wc for rule, wc in jobs if rule == "fetch_model"} == {f"model={n}" for n in hub_models}
+
+
+def test_the_dry_run_of_the_largest_config_imports_neither_torch_nor_transformers(tmp_path):
+    """Every cluster job parses the workflow again: the parse reads the method catalogue's light records and
+    never imports the libraries the jobs compute with (each costs seconds to import)."""
+    workdir = workflow_copy(tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "snakemake", "--cores", "2", "--dry-run", "--quiet", "all",
+         "--configfile", "config/studies/beyond.yaml"],
+        cwd=workdir, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    imported = {line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    assert "snakemake.workflow" in imported and "asrcompress.config" in imported  # the trace covers the parse
+    heavy = sorted(m for m in imported if m.split(".")[0] in {"torch", "transformers", "torchaudio", "torchao",
+                                                               "matplotlib", "seaborn"})
+    assert heavy == [], heavy

@@ -45,7 +45,7 @@ def planned_jobs(workdir: Path, *args: str) -> list[tuple[str, str]]:
     jobs: list[tuple[str, str]] = []
     for line in result.stdout.splitlines():
         stripped = line.strip()
-        if line.startswith(("rule ", "localrule ")) and stripped.endswith(":"):
+        if stripped.startswith(("rule ", "localrule ")) and stripped.endswith(":"):  # indented in a group job
             jobs.append((stripped.split()[1].rstrip(":"), ""))
         elif stripped.startswith("wildcards:") and jobs:
             jobs[-1] = (jobs[-1][0], stripped.removeprefix("wildcards:").strip())

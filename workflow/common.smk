@@ -194,15 +194,21 @@ def variant_params(wildcards):
     return variant_of(wildcards).to_json()
 
 
+# How many GPUs a training job spreads over is the job's resource, not part of its recipe: changing it reruns
+# nothing, and a run resumes from its checkpoint on another count (the global batch stays batch_seconds).
+TRAINING_RECIPE = {k: v for k, v in config["finetune"].items() if k != "gpus"}
+
+
 def variant_training(wildcards):
     """The base training recipe, only for variants that train (so editing it rebuilds only those)."""
-    return config["finetune"] if variant_of(wildcards).trains else {}
+    return TRAINING_RECIPE if variant_of(wildcards).trains else {}
 
 
 # What each job asks a scheduler for (local, SLURM or any other executor). A profile may raise these; memory
 # grows with each retry, so a job killed for memory gets more on its next attempt.
 GPUS_PER_JOB = config["gpus_per_job"]
-TRAINING_THREADS = 8
+TRAINING_GPUS = config["finetune"]["gpus"] if GPUS_PER_JOB else 0
+TRAINING_THREADS = 8 * max(1, TRAINING_GPUS)  # 8 CPU cores feed each training process
 
 
 def scaled_memory(mb):
@@ -222,12 +228,17 @@ def compress_gpus(wildcards):
     """A GPU for training, and for timing a variant's GPU latency (card.json); a variant with CPU kernels only
     that does not train (PTQ int8) has nothing to do on one."""
     variant = variant_of(wildcards)
-    return GPUS_PER_JOB if variant.trains or not variant.cpu_only else 0
+    return TRAINING_GPUS if variant.trains else 0 if variant.cpu_only else GPUS_PER_JOB
 
 
 def decode_gpus(wildcards):
     """Variants whose kernels exist on the CPU only (dynamic int8) decode there, without holding a GPU."""
     return 0 if variant_of(wildcards).cpu_only else GPUS_PER_JOB
+
+
+# CPU decode jobs are short and many: a cluster profile's group-components sends several to one allocation.
+# GPU decodes are not grouped: the jobs of a group share one allocation, and each would take its first GPU.
+DECODE_GROUP = None if GPUS_PER_JOB else "decoding"
 
 
 def decode_threads(wildcards):

@@ -25,6 +25,8 @@ rule decode:
     resources:
         mem_mb=scaled_memory(8000),
         gpu=decode_gpus,
+    group:
+        DECODE_GROUP
     conda:
         "../envs/torch.yaml"
     log:

@@ -9,14 +9,14 @@ rule finetune:
         directory("results/models/{model}/baseline"),
     params:
         model=model_params,
-        training=config["finetune"],
+        training=TRAINING_RECIPE,
         sample_rate=config["sample_rate"],
         seed=config["seed"],
         checkpoints="results/checkpoints/{model}",
     threads: TRAINING_THREADS
     resources:
         mem_mb=scaled_memory(16000),
-        gpu=GPUS_PER_JOB,
+        gpu=TRAINING_GPUS,
     conda:
         "../envs/torch.yaml"
     log:

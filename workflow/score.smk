@@ -22,6 +22,8 @@ rule score:
     threads: 1
     resources:
         mem_mb=1000,
+    group:
+        "scoring"  # seconds each: a cluster profile's group-components sends several to one allocation
     conda:
         "../envs/report.yaml"
     log:

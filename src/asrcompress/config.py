@@ -163,6 +163,13 @@ def _catalog_splits(corpus: dict[str, Any], catalog: Catalog | None) -> dict[str
     return splits
 
 
+def _check_training_gpus(config: dict[str, Any]) -> None:
+    gpus = (config.get("finetune") or {}).get("gpus", 1)
+    if gpus > 1 and not config.get("gpus_per_job", 1):
+        raise ConfigError("finetune.gpus", f"{gpus} GPUs per training job, but gpus_per_job is 0 (jobs run on CPUs): "
+                                           "set gpus_per_job: 1, or finetune.gpus: 1")
+
+
 def build_grid(config: dict[str, Any], catalog: Catalog | None = None) -> Grid:
     """The semantic checks a schema cannot express, then the grid.
 
@@ -179,6 +186,7 @@ def build_grid(config: dict[str, Any], catalog: Catalog | None = None) -> Grid:
     _check_bank_names(conditions, config, banks)
     splits = _catalog_splits(config["corpus"], catalog)
     _check_babble_voices(config)
+    _check_training_gpus(config)
     fine_tuned = [name for name, entry in config["models"].items() if entry.get("finetune", True)]
     if fine_tuned and splits and not {"train", "dev"} <= set(splits):
         raise ConfigError("corpus.splits", f"models {', '.join(fine_tuned)} are fine-tuned: give train and dev subsets "

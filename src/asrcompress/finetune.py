@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from . import distributed
 from .cost import count_parameters, directory_bytes
 from .io import atomic_directory, write_json
 from .models import ModelSpec, build_model, build_processor, load_checkpoint, save_model_dir
@@ -81,6 +82,8 @@ def finetune_model(
             raise ValueError(f"model {model_name} is fine-tuned but no train/dev manifest was given")
         result = train(model, processor, train_manifest, dev_manifest, checkpoint_dir, config, sample_rate,
                        augmenter=training_augmenter(config.augment, sample_rate))
+    if not distributed.world().is_main:
+        return {}  # the main rank writes the model
     with atomic_directory(out_dir) as staging:
         save_model_dir(model, processor, staging)
         card = {

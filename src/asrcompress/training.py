@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import torch
 
+from . import distributed
 from .audio import read_audio
 from .decoding import autocast, model_inputs, pick_device, precision_name, resolve_precision, transcribe
 from .manifest import Utterance, read_manifest, resolve_audio
@@ -167,16 +168,26 @@ def train(
     run_key: Any = None,
 ) -> TrainResult:
     """Fine-tune ``model`` with CTC. Resumes from ``checkpoint_dir`` when a checkpoint of the same
-    recipe and data exists, so a killed job loses at most ``checkpoint_every`` steps."""
+    recipe and data exists, so a killed job loses at most ``checkpoint_every`` steps.
+
+    Inside a process group (:func:`asrcompress.distributed.launch`) every rank takes its share of each global
+    batch and the gradients are summed, so the updates are those of one process on the whole batch (up to
+    float summation order, padding and dropout draws); rank 0 evaluates and writes the checkpoints.
+    """
+    world = distributed.world()
     if config.threads:
         torch.set_num_threads(config.threads)
-    torch.manual_seed(config.seed)
-    device = pick_device()
+    # Rank 0 draws what a single process draws; the other ranks their own dropout masks.
+    torch.manual_seed(config.seed if world.rank == 0 else _rank_seed(config.seed, world.rank))
+    device = distributed.device_of(world) if world.distributed else pick_device()
     cast = resolve_precision(config.precision, device, key="finetune.precision")
     # fp16 gradients underflow without loss scaling; bf16 has float32's range and needs none.
     scaler = torch.amp.GradScaler(device.type) if cast == torch.float16 else None
-    log.info("training on %s in %s%s", device, precision_name(cast), " with a gradient scaler" if scaler else "")
+    log.info("training on %s in %s%s%s", device, precision_name(cast), " with a gradient scaler" if scaler else "",
+             f" (rank {world.rank} of {world.size})" if world.distributed else "")
     model.to(device)
+    if world.distributed:
+        distributed.broadcast_model(model)
     train_utts, dev_utts = read_manifest(train_manifest), read_manifest(dev_manifest)
     train_waves = load_waves(train_utts, train_manifest, sample_rate)
     dev_waves = load_waves(dev_utts, dev_manifest, sample_rate)
@@ -211,9 +222,7 @@ def train(
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
-            torch.set_rng_state(state["torch_rng"])
-            if device.type == "cuda" and state.get("cuda_rng") is not None:
-                torch.cuda.set_rng_state_all(state["cuda_rng"])
+            _restore_rng(state, world, device, config.seed)
             if scaler is not None and state.get("scaler"):
                 scaler.load_state_dict(state["scaler"])
             start_step, history = state["step"], state["history"]
@@ -231,27 +240,23 @@ def train(
     for step in range(start_step, config.steps):
         # transformers draws SpecAugment masks from NumPy's global generator: seed it per step, so runs
         # (and resumed runs) are identical whether or not noise augmentation reseeds it
-        np.random.seed(int(np.random.SeedSequence([config.seed, step]).generate_state(1)[0]))
+        np.random.seed(int(np.random.SeedSequence([config.seed, step, *([world.rank] if world.rank else [])])
+                           .generate_state(1)[0]))
         index = next(stream)
         waves = [train_waves[i] for i in index]
         if augmenter is not None:
+            # the whole global batch on every rank, so each utterance gets the noise one process would give it
             rng = np.random.default_rng([config.seed, step])
             waves = [augmenter(w, rng) for w in waves]
-        batch = collate(processor, waves, [train_texts[i] for i in index], sample_rate)
-        batch = {k: v.to(device) for k, v in batch.items()}
-        # transformers' CTC loss takes log_softmax in float32 and ctc_loss is on autocast's float32 list, so
-        # only the network's matmuls and convolutions run in the autocast dtype.
-        with autocast(device, cast):
-            loss = hooks.loss(model, batch, step) if hooks.loss else model(**batch).loss
-        loss = loss.float()
-        if hooks.extra_loss:
-            loss = loss + hooks.extra_loss(model, step)
+        texts = [train_texts[i] for i in index]
         optimizer.zero_grad(set_to_none=True)
-        update(loss, optimizer, params, config.grad_clip, scaler)
+        loss = _step_loss(model, processor, hooks, world.shard(waves), world.shard(texts), len(index), world,
+                          device, cast, sample_rate, step)
+        loss_value = update(loss, optimizer, params, config.grad_clip, scaler, world)
         scheduler.step()
         if hooks.after_step:
             hooks.after_step(model, step)
-        loss_window.append(loss.item())
+        loss_window.append(loss_value)
         done = step + 1
         if done % 50 == 0 or done == config.steps:
             rate = (done - start_step) / max(1e-9, time.time() - started)
@@ -262,37 +267,95 @@ def train(
         if done % 50 == 0 and hooks.log_values:
             log.info("step %d: %s", done, ", ".join(f"{k} {v:.4g}" for k, v in hooks.log_values(model).items()))
         if done % config.eval_every == 0 or done == config.steps:
-            if hooks.evaluate:
+            if hooks.evaluate and world.is_main:
                 dev_wer, dev_cer = evaluate(model, processor, dev_waves, dev_texts, sample_rate,
                                             precision=config.precision)
                 log.info("eval step %d: dev WER %.2f%% CER %.2f%%", done, 100 * dev_wer, 100 * dev_cer)
             history.append({"step": done, "train_loss": float(np.mean(loss_window)), "dev_wer": dev_wer, "dev_cer": dev_cer})
             loss_window = []
         if done % config.checkpoint_every == 0 and done < config.steps:
-            save_checkpoint(checkpoint, run_id, done, model, optimizer, scheduler, history, scaler)
+            rank_rngs = distributed.gather(_rng_state(device)) if world.distributed else None
+            if world.is_main:
+                save_checkpoint(checkpoint, run_id, done, model, optimizer, scheduler, history, scaler, rank_rngs)
     model.to("cpu")
     final_loss = history[-1]["train_loss"] if history else float("nan")
     return TrainResult(config.steps, time.time() - started, final_loss, dev_wer, dev_cer, history)
 
 
+def _step_loss(model: torch.nn.Module, processor, hooks: TrainHooks, waves: Sequence[np.ndarray], texts: Sequence[str],
+               global_count: int, world: distributed.World, device: torch.device, cast: torch.dtype | None,
+               sample_rate: int, step: int) -> torch.Tensor:
+    """This rank's share of the step's loss. The losses are means over the batch, so a rank's mean counts by
+    its share of the global batch, and the parameter terms every rank computes alike by 1/size: the summed
+    gradients are then those of the whole batch on one process (where both weights are exactly 1)."""
+    if waves:
+        batch = collate(processor, waves, texts, sample_rate)
+        batch = {k: v.to(device) for k, v in batch.items()}
+        # transformers' CTC loss takes log_softmax in float32 and ctc_loss is on autocast's float32 list, so
+        # only the network's matmuls and convolutions run in the autocast dtype.
+        with autocast(device, cast):
+            loss = hooks.loss(model, batch, step) if hooks.loss else model(**batch).loss
+        loss = loss.float() * (len(waves) / global_count)
+    else:  # a global batch with fewer utterances than ranks
+        loss = torch.zeros((), device=device)
+    if hooks.extra_loss:
+        loss = loss + hooks.extra_loss(model, step) / world.size
+    return loss
+
+
 def update(loss: torch.Tensor, optimizer: torch.optim.Optimizer, params: Sequence[torch.nn.Parameter], grad_clip: float,
-           scaler: torch.amp.GradScaler | None) -> None:
-    """Backward, gradient clipping and the optimiser step; with a scaler (fp16) the gradients are unscaled before
-    clipping, so the clip threshold means what it does in float32, and a step with overflowed gradients is skipped."""
+           scaler: torch.amp.GradScaler | None, world: distributed.World = distributed.World()) -> float:
+    """Backward, the ranks' gradient sum, clipping and the optimiser step; returns the step's (global) loss.
+
+    With a scaler (fp16) the gradients are unscaled before clipping, so the clip threshold means what it does in
+    float32, and a step with overflowed gradients is skipped (on every rank alike: their gradients are equal)."""
+    scaled = scaler.scale(loss) if scaler is not None else loss
+    if scaled.requires_grad:
+        scaled.backward()
+    value = loss.detach()
+    if world.distributed:
+        value = distributed.sum_gradients(params, value)
     if scaler is None:
-        loss.backward()
         torch.nn.utils.clip_grad_norm_(params, grad_clip)
         optimizer.step()
+    else:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+    return float(value)
+
+
+def _rank_seed(seed: int, rank: int) -> int:
+    return int(np.random.SeedSequence([seed, rank]).generate_state(1)[0])
+
+
+def _rng_state(device: torch.device) -> dict[str, Any]:
+    return {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+
+
+def _restore_rng(state: dict[str, Any], world: distributed.World, device: torch.device, seed: int) -> None:
+    """Each rank continues its own random stream; a run resumed on another number of ranks reseeds them
+    (the batches and the model state resume exactly either way)."""
+    if not world.distributed:
+        torch.set_rng_state(state["torch_rng"])
+        if device.type == "cuda" and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
         return
-    scaler.scale(loss).backward()
-    scaler.unscale_(optimizer)
-    torch.nn.utils.clip_grad_norm_(params, grad_clip)
-    scaler.step(optimizer)
-    scaler.update()
+    ranks = state.get("rank_rngs")
+    if ranks is None or len(ranks) != world.size:
+        log.info("the checkpoint was written by %s ranks, this run has %d: reseeding the ranks' dropout",
+                 len(ranks) if ranks else 1, world.size)
+        torch.manual_seed(_rank_seed(seed, world.rank + 1000 * state["step"]))
+        return
+    torch.set_rng_state(ranks[world.rank]["torch"])
+    if device.type == "cuda" and ranks[world.rank]["cuda"] is not None:
+        torch.cuda.set_rng_state(ranks[world.rank]["cuda"], device)
 
 
 def save_checkpoint(path: Path, run_id: str, step: int, model, optimizer, scheduler, history,
-                    scaler: torch.amp.GradScaler | None = None) -> None:
+                    scaler: torch.amp.GradScaler | None = None, rank_rngs: list[dict[str, Any]] | None = None) -> None:
     from .io import atomic_path
 
     state = {
@@ -305,6 +368,7 @@ def save_checkpoint(path: Path, run_id: str, step: int, model, optimizer, schedu
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         "history": history,
         "scaler": scaler.state_dict() if scaler is not None else None,
+        "rank_rngs": rank_rngs,  # each rank's generators, when several processes trained
     }
     with atomic_path(path) as tmp:
         torch.save(state, tmp)

@@ -16,11 +16,10 @@ import torch
 
 from ..errors import ConfigError
 from .context import CompressionContext
-from .registry import Method, fraction, integer, register, require_choice, step_key
+from .registry import step_key
 
 log = logging.getLogger(__name__)
 
-KEEP = ("first", "last")
 _PROBE = "_asrcompress_layerdrop_probe"  # attribute on the encoder while recovery runs with LayerDrop
 
 
@@ -76,10 +75,6 @@ def remove_layers(model: torch.nn.Module, level: float, params: dict[str, Any],
     kept = kept_by_position(total, count, params["keep"])
     context.meta.update(layers_before=total, kept_layers=kept)
     return keep_layers(model, kept)
-
-
-def _check_keep(_level: Any, params: dict[str, Any], key: str) -> None:
-    require_choice(params["keep"], KEEP, f"{key}.params.keep")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -153,27 +148,3 @@ def prune_evenly(model: torch.nn.Module, level: float, _params: dict[str, Any],
     return keep_layers(model, kept)
 
 
-register(
-    Method(
-        name="layer_removal",
-        reshapes=True,
-        description="keep the first (or last) k Transformer layers (level: layers kept), as Zaiem et al.",
-        family="depth",
-        prepare=remove_layers,
-        level=integer(1),
-        params={"keep": "first"},
-        check=_check_keep,
-    )
-)
-
-register(
-    Method(
-        name="layerdrop",
-        reshapes=True,
-        description="recovery with LayerDrop at rate p, then keep round(L(1-p)) evenly spaced layers (Fan et al.)",
-        family="depth",
-        prepare=start_layerdrop,
-        finalize=prune_evenly,
-        level=fraction(0.0, 1.0),
-    )
-)

@@ -31,34 +31,9 @@ from ..cost import conv_lengths, count_parameters
 from ..errors import ConfigError
 from ..training import TrainConfig, TrainHooks
 from .context import CompressionContext
-from .registry import Method, Recovery, register, require_choice, require_whole
+from .registry import Recovery
 
-SHAPES = ("deep_thin", "shallow_wide")
-FRONTENDS = ("cnn", "fbank")
-LOSSES = ("reg", "reg+disc")
-PREDICTIONS = ("auto", "last", "layerwise")
-CTC_HEADS = ("composed", "fresh")
 FBANK_BINS = 80
-SIZE_PARAMS = ("layers", "hidden_size", "intermediate_size", "heads")
-
-PARAMS: dict[str, Any] = {
-    "shape": "shallow_wide",
-    "frontend": "cnn",
-    "layers": None,  # None: 2 (shallow_wide) or the teacher's depth (deep_thin)
-    "hidden_size": None,  # None: the teacher's width (shallow_wide) or half of it (deep_thin)
-    "intermediate_size": None,  # None: the teacher's FFN/width ratio times the student's width
-    "heads": None,  # None: the teacher's head size kept
-    "targets": None,  # teacher hidden-state indices (0: before the first layer); None: L/3, 2L/3, L
-    "prediction": "auto",  # auto: last for shallow_wide, layerwise for deep_thin
-    "loss": "reg",
-    "cos_weight": 1.0,  # DistilHuBERT's lambda
-    "disc_weight": 1.0,
-    "disc_temperature": 1.0,
-    "distill_steps": 200,
-    "distill_learning_rate": None,  # None: the base recipe's learning rate (the student starts untrained)
-    "freeze_cnn": False,  # the copied CNN frontend stays fixed (no effect with fbank)
-    "ctc_head": "composed",  # composed: teacher CTC head after the last-layer prediction head; fresh: random
-}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -447,44 +422,3 @@ def restructure_student(_model: torch.nn.Module, _level: Any, _params: dict[str,
     return build_student(meta)
 
 
-def check(_level: Any, params: dict[str, Any], key: str) -> None:
-    """What can be checked without the teacher (sizes against its depth and width are checked at prepare)."""
-    for name, allowed in (("shape", SHAPES), ("frontend", FRONTENDS), ("loss", LOSSES),
-                          ("prediction", PREDICTIONS), ("ctc_head", CTC_HEADS)):
-        require_choice(params[name], allowed, f"{key}.params.{name}")
-    for name in (*SIZE_PARAMS, "distill_steps"):
-        if params[name] is not None:
-            require_whole(params[name], f"{key}.params.{name}")
-    if params["hidden_size"] and params["heads"] and params["hidden_size"] % params["heads"]:
-        raise ConfigError(f"{key}.params.heads", f"{params['heads']} heads do not divide hidden_size "
-                                                 f"{params['hidden_size']}")
-    targets = params["targets"]
-    if targets is not None and (not isinstance(targets, (list, tuple)) or not targets
-                                or not all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in targets)):
-        raise ConfigError(f"{key}.params.targets",
-                          f"must be a non-empty list of teacher layer numbers, got {targets!r}")
-    for name in ("cos_weight", "disc_weight", "disc_temperature", "distill_learning_rate"):
-        value = params[name]
-        if value is None and name == "distill_learning_rate":
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 \
-                or (value == 0 and name in ("disc_temperature", "distill_learning_rate")):
-            raise ConfigError(f"{key}.params.{name}", f"must be a finite number > 0 (>= 0 for weights), got {value!r}")
-    if not isinstance(params["freeze_cnn"], bool):
-        raise ConfigError(f"{key}.params.freeze_cnn", f"must be true or false, got {params['freeze_cnn']!r}")
-
-
-register(Method(
-    name="distillation",
-    reshapes=True,
-    description="a smaller student (deep_thin | shallow_wide; CNN or Fbank frontend) regresses the teacher's "
-                "hidden states (L1 + cosine, optionally + a discriminative KL), then learns CTC (recovery steps)",
-    family="distillation",
-    prepare=prepare_student,
-    restructure=restructure_student,
-    train=train_student,
-    params=PARAMS,
-    training="required",
-    needs_data=True,
-    check=check,
-))

@@ -25,12 +25,9 @@ import torch
 
 from .context import CompressionContext
 from .depth import transformer_encoder
-from .registry import Method, integer, register, require_choice
 
 log = logging.getLogger(__name__)
 
-KINDS = ("signal", "pool", "conv")
-FACTORS = (2, 3, 4)
 
 
 def ceil_div(value, factor: int):
@@ -211,23 +208,3 @@ def record_alignment(model: torch.nn.Module, _level: Any, _params: dict[str, Any
     return model
 
 
-def _check_kind(_level: Any, params: dict[str, Any], key: str) -> None:
-    require_choice(params["kind"], KINDS, f"{key}.params.kind")
-
-
-register(
-    Method(
-        name="downsampling",
-        reshapes=True,
-        description="frame rate / level: waveform resampling (signal), average pooling (pool) or a learned "
-                    "strided conv (conv) before the Transformer, as Zaiem et al.",
-        family="downsampling",
-        prepare=downsample,
-        finalize=record_alignment,
-        restructure=downsample,
-        level=integer(choices=FACTORS),
-        params={"kind": "pool"},
-        training="required",
-        check=_check_kind,
-    )
-)

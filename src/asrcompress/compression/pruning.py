@@ -8,8 +8,6 @@ import torch
 import torch.nn.utils.parametrize as parametrize
 import torch.nn.utils.prune as prune
 
-from ..errors import ConfigError
-from .registry import Method, fraction, register
 
 
 def prunable_weights(model: torch.nn.Module, include_conv: bool = False,
@@ -26,15 +24,6 @@ def prunable_weights(model: torch.nn.Module, include_conv: bool = False,
         if isinstance(module, kinds) and not any(part in name for part in exclude)
         and not parametrize.is_parametrized(module, "weight")
     ]
-
-
-def check_target_params(_level: Any, params: dict[str, Any], key: str) -> None:
-    """Config check of the parameters that choose the pruned weights (``include_conv``, ``exclude``)."""
-    if not isinstance(params["include_conv"], bool):
-        raise ConfigError(f"{key}.params.include_conv", f"must be true or false, got {params['include_conv']!r}")
-    exclude = params["exclude"]
-    if not isinstance(exclude, (list, tuple)) or not all(isinstance(s, str) and s for s in exclude):
-        raise ConfigError(f"{key}.params.exclude", f"must be a list of module-name substrings, got {exclude!r}")
 
 
 def keep_mask(module: torch.nn.Module, mask: torch.Tensor) -> None:
@@ -72,17 +61,3 @@ def remove_masks(model: torch.nn.Module, _level: Any, _params: dict[str, Any], _
     return model
 
 
-register(
-    Method(
-        name="magnitude",
-        description="global L1 unstructured pruning of nn.Linear weights (masks kept during recovery)",
-        family="pruning",
-        prepare=global_magnitude,
-        finalize=remove_masks,
-        level=fraction(0.0, 1.0),
-        # E1 (Pimentel et al.) prunes globally over the model's linear layers: the CTC head included
-        # by default, unlike nm_sparsity; `exclude: [lm_head]` spares it.
-        params={"include_conv": False, "exclude": []},
-        check=check_target_params,
-    )
-)

@@ -24,8 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import PipelineError
-from .pruning import check_target_params, prunable_weights
-from .registry import Method, integer, register, require_whole
+from .pruning import prunable_weights
 
 log = logging.getLogger(__name__)
 
@@ -73,22 +72,8 @@ def _cast(dtype: torch.dtype) -> Callable[..., torch.nn.Module]:
     return cast
 
 
-def _register_cast(name: str, dtype: torch.dtype) -> None:
-    register(
-        Method(
-            name=name,
-            description=f"the whole model cast to {name} (CPU kernels exist in torch 2.9.1; decoding casts the "
-                        "input waveform to the model's dtype)",
-            family="quantization",
-            finalize=_cast(dtype),
-            restructure=_cast(dtype),
-            training="never",
-        )
-    )
-
-
-_register_cast("fp16", torch.float16)
-_register_cast("bf16", torch.bfloat16)
+to_fp16 = _cast(torch.float16)
+to_bf16 = _cast(torch.bfloat16)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -134,30 +119,13 @@ def torchao_int8_dynamic(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-def _accelerate_dynamic_int8(model: torch.nn.Module, _level: Any, _params: dict[str, Any],
+def accelerate_dynamic_int8(model: torch.nn.Module, _level: Any, _params: dict[str, Any],
                              _meta: dict[str, Any]) -> torch.nn.Module:
     if not torch.cuda.is_available():
         return model
     if not _torchao_available():
         raise PipelineError("dynamic_int8 on CUDA needs torchao (torch.ao's dynamic int8 kernels are CPU-only)")
     return torchao_int8_dynamic(model)
-
-
-register(
-    Method(
-        name="dynamic_int8",
-        description="PTQ: dynamic int8 quantization of nn.Linear (torch.ao quantize_dynamic; torchao int8 "
-                    "kernels when loaded on CUDA)",
-        family="quantization",
-        finalize=dynamic_int8,
-        restructure=dynamic_int8,
-        # WER comes from the CPU kernels the method names; load_variant(dir, "cuda") still gets torchao's
-        # kernels through ``accelerate`` (timing), whose numerics differ slightly.
-        accelerate=_accelerate_dynamic_int8,
-        training="never",
-        cpu_only=True,
-    )
-)
 
 
 # x86 qconfig: weights int8 per output channel (symmetric), activations uint8 per tensor from a
@@ -212,30 +180,9 @@ def static_int8(model: torch.nn.Module, _level: Any, params: dict[str, Any], con
     return _static_int8(model, _calibration_passes(context, count))
 
 
-def _static_int8_structure(model: torch.nn.Module, _level: Any, _params: dict[str, Any],
+def static_int8_structure(model: torch.nn.Module, _level: Any, _params: dict[str, Any],
                            _meta: dict[str, Any]) -> torch.nn.Module:
     return _static_int8(model, None)
-
-
-def _check_static_int8(_level: Any, params: dict[str, Any], key: str) -> None:
-    require_whole(params["calibration_utterances"], f"{key}.params.calibration_utterances")
-
-
-register(
-    Method(
-        name="static_int8",
-        description="PTQ: static int8 nn.Linear (per-channel int8 weights, int8 activations calibrated on "
-                    "training utterances; torch.ao eager mode, x86 qconfig)",
-        family="quantization",
-        finalize=static_int8,
-        restructure=_static_int8_structure,
-        params={"calibration_utterances": 32},
-        check=_check_static_int8,
-        training="never",
-        needs_data=True,
-        cpu_only=True,
-    )
-)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -395,7 +342,7 @@ def tinygemm_int4_weight(weight: torch.Tensor, bits: int) -> torch.Tensor:
     )
 
 
-def _accelerate_qat(model: torch.nn.Module, level: float, _params: dict[str, Any],
+def accelerate_qat(model: torch.nn.Module, level: float, _params: dict[str, Any],
                     meta: dict[str, Any]) -> torch.nn.Module:
     """4- and 2-bit Linear weights to the int4 tinygemm kernel (bf16 activations in those layers).
 
@@ -418,21 +365,3 @@ def _accelerate_qat(model: torch.nn.Module, level: float, _params: dict[str, Any
     return model
 
 
-register(
-    Method(
-        name="qat",
-        description="weight-only per-output-channel symmetric b-bit quantization with a straight-through "
-                    "estimator (USM-Lite); round-to-nearest PTQ without recovery",
-        family="quantization",
-        prepare=prepare_qat,
-        finalize=finalize_qat,
-        accelerate=_accelerate_qat,
-        level=integer(choices=(2, 4, 8)),
-        # studies.md does not record which layers USM-Lite keeps in float. Default: the CTC output
-        # projection (hidden x vocab, ~0.01 % of the weights), whose errors land on the logits
-        # directly; the CNN frontend stays float as in E1's int8 (``include_conv`` to quantize it).
-        params={"include_conv": False, "exclude": ["lm_head"]},
-        check=check_target_params,
-        training="optional",
-    )
-)

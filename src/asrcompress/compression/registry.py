@@ -192,19 +192,41 @@ def get(name: str, key: str = "compression") -> Method:
     return METHODS[name]
 
 
-FAMILY_MODULES = ("baseline", "quantization", "pruning", "sparsity", "structured", "downsampling", "depth", "distillation")
+# The modules that implement the methods (with torch); the catalogue names their functions.
+FAMILY_MODULES = ("quantization", "pruning", "sparsity", "structured", "downsampling", "depth", "distillation")
+
+
+@dataclasses.dataclass(frozen=True)
+class Implementation:
+    """A method's function, named by family module and attribute and imported when first called: building
+    the job grid reads the records only, so a dry run or a cluster job's parse never imports torch."""
+
+    module: str  # one of FAMILY_MODULES
+    function: str
+
+    def __post_init__(self) -> None:
+        if self.module not in FAMILY_MODULES:
+            raise ValueError(f"{self.module!r} is not a method family module ({', '.join(FAMILY_MODULES)})")
+
+    def resolve(self) -> Callable[..., Any]:
+        import importlib
+
+        module = importlib.import_module(f"{__package__}.{self.module}")
+        try:
+            return getattr(module, self.function)
+        except AttributeError:
+            raise AttributeError(f"{module.__name__} has no {self.function!r}, which the method catalogue "
+                                 "(compression/methods.py) names") from None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.resolve()(*args, **kwargs)
 
 
 def _load_builtin_methods() -> None:
-    # Importing a family module registers its methods; torch is imported lazily inside them.
+    # The catalogue registers every built-in method on import; it imports no torch.
     import importlib
 
-    for module in FAMILY_MODULES:
-        try:
-            importlib.import_module(f"{__package__}.{module}")
-        except ModuleNotFoundError as err:
-            if err.name != f"{__package__}.{module}":
-                raise
+    importlib.import_module(f"{__package__}.methods")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
-from .pruning import check_target_params, keep_mask, prunable_weights, remove_masks
-from .registry import Method, nm_pattern, register, step_key
+from .pruning import keep_mask, prunable_weights
+from .registry import nm_pattern, step_key
 
 log = logging.getLogger(__name__)
 
@@ -155,19 +155,3 @@ def semi_structured(model: torch.nn.Module, _level: Any, _params: dict[str, Any]
     return model
 
 
-register(
-    Method(
-        name="nm_sparsity",
-        description="N:M semi-structured sparsity of nn.Linear weights along the input dimension "
-                    "(masks fixed at prepare and kept during recovery; 2:4 sparse kernels on CUDA)",
-        family="sparsity",
-        prepare=nm_prepare,
-        finalize=remove_masks,
-        level=nm_pattern(),
-        # The CTC output layer (vocab x hidden) is ~0.01 % of the weights: sparsifying it saves
-        # nothing while every logit depends on it directly (studies.md records no choice for USM-Lite).
-        params={"include_conv": False, "exclude": ["lm_head"]},
-        check=check_target_params,
-        accelerate=semi_structured,
-    )
-)

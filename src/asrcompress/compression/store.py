@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from .. import distributed
 from ..decoding import model_dtype
 from ..cost import cost_input, count_parameters, directory_bytes, measure_cost, packed_bytes
 from ..io import atomic_directory, read_json, write_json
@@ -102,6 +103,8 @@ def compress(
     started = time.time()
     model, metas = build_variant_model(baseline_dir, variant, context, baseline)
     seconds = time.time() - started
+    if not distributed.world().is_main:
+        return {}  # the main rank writes the variant and times it
     cpu_only = variant.cpu_only
     with atomic_directory(out_dir) as staging:
         storage = "state_dict" if _needs_restructure(variant) else "pretrained"

@@ -39,14 +39,12 @@ from torch import nn
 
 from ..cost import conv_lengths, cost_input, count_parameters
 from ..errors import ConfigError
-from .registry import Method, Recovery, fraction, register, require_choice, require_whole
+from .methods import STRUCTURE_KINDS as KINDS
+from .registry import Recovery
 
 if TYPE_CHECKING:
     from .context import CompressionContext
 
-KINDS = ("conv", "head", "ffn")
-BUDGETS = ("params", "macs")
-MAGNITUDES = ("l2", "l1")
 REFERENCE_SECONDS = 10.0  # the input length MACs are counted for
 GATE = "structured_gate"  # attribute holding an L0 gate on the module that owns the gated units
 BUDGET_MODULE = "structured_l0_budget"  # attribute of the top-level model during L0 training
@@ -621,30 +619,6 @@ def prune_by_taylor(model: nn.Module, level: float, params: dict[str, Any], ctx:
     return prune_by_importance(model, level, params, ctx, measure="taylor")
 
 
-def _check_kinds_and_budget(params: dict[str, Any], key: str) -> None:
-    require_choice(params["budget"], BUDGETS, f"{key}.params.budget")
-    prune = params["prune"]
-    if isinstance(prune, str) or not isinstance(prune, (list, tuple)) or not prune:
-        raise ConfigError(f"{key}.params.prune", f"give a non-empty list of structure kinds ({', '.join(KINDS)})")
-    for kind in prune:
-        if kind not in KINDS:
-            raise ConfigError(f"{key}.params.prune", f"unknown structure kind {kind!r} (kinds: {', '.join(KINDS)})")
-    if len(set(prune)) != len(prune):
-        raise ConfigError(f"{key}.params.prune", f"{list(prune)} lists a kind twice")
-
-
-def check_structured(_level: Any, params: dict[str, Any], key: str) -> None:
-    _check_kinds_and_budget(params, key)
-    hint = " (Taylor importance reads calibration data: use method structured_taylor)" \
-        if params["importance"] == "taylor" else ""
-    require_choice(params["importance"], MAGNITUDES, f"{key}.params.importance", hint)
-
-
-def check_taylor(_level: Any, params: dict[str, Any], key: str) -> None:
-    _check_kinds_and_budget(params, key)
-    require_whole(params["calibration_utterances"], f"{key}.params.calibration_utterances")
-
-
 # ----------------------------------------------------------------------------------------------
 # structured_l0: HardConcrete gates and a Lagrangian budget, learned during recovery fine-tuning
 
@@ -827,44 +801,3 @@ def remove_gates(model: nn.Module, level: float, params: dict[str, Any], ctx: "C
     # channels is not exact there; say by how much the logits moved.
     ctx.meta["l0"]["finalize_max_logit_change"] = round(float((_probe_logits(model) - gated).abs().max()), 6)
     return model
-
-
-def check_l0(_level: Any, params: dict[str, Any], key: str) -> None:
-    _check_kinds_and_budget(params, key)
-    rate = params["reg_learning_rate"]
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not math.isfinite(rate) or rate <= 0:
-        raise ConfigError(f"{key}.params.reg_learning_rate", f"must be a positive number, got {rate!r}")
-    ramp = params["target_ramp"]
-    if isinstance(ramp, bool) or not isinstance(ramp, (int, float)) or not 0 <= ramp < 1:
-        raise ConfigError(f"{key}.params.target_ramp", f"must be a fraction of the steps in [0, 1), got {ramp!r}")
-
-
-# ----------------------------------------------------------------------------------------------
-
-_COMMON = {"budget": "macs", "prune": ["conv", "head", "ffn"]}
-
-
-def _register(name: str, description: str, params: dict[str, Any], **fields: Any) -> None:
-    """The three share what makes them structured: a budget fraction, the surgery, and its replay on load."""
-    register(Method(name=name, description=description, family="structured", reshapes=True, restructure=rebuild,
-                    level=fraction(0.0, 1.0), params={**_COMMON, **params}, **fields))
-
-
-_register(
-    "structured",
-    "structured pruning of CNN channels, attention heads and FFN units by weight magnitude, greedy under a "
-    "parameter or MAC budget; really removed (Peng et al. 2023)",
-    {"importance": "l2"}, prepare=prune_by_importance, check=check_structured,
-)
-_register(
-    "structured_taylor",
-    "structured pruning as `structured`, ranked by first-order Taylor importance |w * grad| on calibration utterances",
-    {"calibration_utterances": 16}, prepare=prune_by_taylor, needs_data=True, check=check_taylor,
-)
-_register(
-    "structured_l0",
-    "HJ-Pruning / DPHuBERT: HardConcrete L0 gates on CNN channels, heads and FFN units learned during recovery "
-    "with a Lagrangian budget, then removed",
-    {"reg_learning_rate": 0.02, "target_ramp": 0.1}, prepare=add_gates, train=learn_gates, finalize=remove_gates,
-    training="required", check=check_l0,
-)
