@@ -84,9 +84,9 @@ def test_every_cluster_job_went_through_sbatch(cluster: SlurmCluster, cluster_ru
     remote = [rule for rule, _ in expected if rule not in local_rules]
     n_scores, n_decodes = remote.count("score"), remote.count("decode")
     components = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())["group-components"]
-    group_size = dict(item.split("=") for item in components)
-    n_submitted = (len(remote) - n_scores - n_decodes + math.ceil(n_scores / int(group_size["scoring"]))
-                   + math.ceil(n_decodes / int(group_size["decoding"])))
+    units = int(dict(item.split("=") for item in components)["evaluation"])
+    # CPU jobs: each decode job and the score jobs of its hypotheses are one unit of the evaluation group
+    n_submitted = len(remote) - n_scores - n_decodes + math.ceil(n_decodes / units)
     assert n_scores >= 12 and n_decodes >= 6 and n_submitted > 10
     assert result.stderr.count("has been submitted with SLURM jobid") == n_submitted
     finished = cluster.completed_jobs()  # sacct, from the controller's job-completion log (a fresh cluster)
@@ -94,8 +94,7 @@ def test_every_cluster_job_went_through_sbatch(cluster: SlurmCluster, cluster_ru
     assert len({job["JobName"] for job in finished}) == 1  # the plugin names every job by the run's id
     # SLURM wrote each job's log under the rule (or group) it ran.
     logs = {p.name for p in (workdir / ".snakemake" / "slurm_logs").iterdir()}
-    assert logs == {f"rule_{rule}" for rule in set(remote) - {"score", "decode"}} | {"group_scoring_score",
-                                                                                   "group_decoding_decode"}
+    assert logs == {f"rule_{rule}" for rule in set(remote) - {"score", "decode"}} | {"group_evaluation_decode_score"}
 
 
 @pytest.mark.slow
@@ -131,8 +130,7 @@ def test_profile_plans_the_tiny_config(tmp_path):
     result = subprocess.run([SNAKEMAKE, "--profile", "profiles/slurm", "-n"], cwd=workdir,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-4000:]
-    assert (result.stdout + result.stderr).count("Group job scoring") == math.ceil(4 * 7 * 2 / 8)
-    assert (result.stdout + result.stderr).count("Group job decoding") == math.ceil(4 * 7 / 4)
+    assert (result.stdout + result.stderr).count("Group job evaluation") == math.ceil(4 * 7 / 4)  # decode + scores
     profile = yaml.safe_load((workdir / "profiles" / "slurm" / "config.yaml").read_text())
     partitions = read_partition_file(workdir / profile["slurm-partition-config"])
     assert {p.limits.max_gpu > 0 for p in partitions} == {True, False}

@@ -236,9 +236,12 @@ def decode_gpus(wildcards):
     return 0 if variant_of(wildcards).cpu_only else GPUS_PER_JOB
 
 
-# CPU decode jobs are short and many: a cluster profile's group-components sends several to one allocation.
-# GPU decodes are not grouped: the jobs of a group share one allocation, and each would take its first GPU.
-DECODE_GROUP = None if GPUS_PER_JOB else "decoding"
+# Scoring takes seconds, and so does a CPU decode of a small test set: on a cluster, a CPU decode job and the
+# score jobs of its hypotheses form one unit of the "evaluation" group, and the profile's group-components sends
+# several units to one allocation (one submission, one wait for the scheduler, decode then score). GPU decodes
+# are not grouped: the jobs of a group share one allocation, and each would take its first GPU; their score jobs
+# still are, among themselves.
+DECODE_GROUP = None if GPUS_PER_JOB else "evaluation"
 
 
 def decode_threads(wildcards):

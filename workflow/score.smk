@@ -23,7 +23,7 @@ rule score:
     resources:
         mem_mb=1000,
     group:
-        "scoring"  # seconds each: a cluster profile's group-components sends several to one allocation
+        "evaluation"  # seconds each: a cluster profile's group-components sends several to one allocation
     conda:
         "../envs/report.yaml"
     log:
