@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import logging
 import os
 import sys
@@ -141,7 +142,9 @@ def _worker(function: Callable[..., Any], kwargs: dict[str, Any], backend: str, 
         logs.to_file(log_path if rank == 0 else f"{log_path}.rank{rank}")
     if backend == "nccl":
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
-    dist.init_process_group(backend)
+    # Rank 0 alone evaluates on the dev set and, at the end, writes and times the outputs while the others wait
+    # in a collective: allow more than NCCL's 10-minute default.
+    dist.init_process_group(backend, timeout=datetime.timedelta(minutes=60))
     try:
         result = function(**kwargs)
         dist.barrier()  # the main rank's outputs are in place before any worker reports success
@@ -152,8 +155,9 @@ def _worker(function: Callable[..., Any], kwargs: dict[str, Any], backend: str, 
 
 def sum_gradients(params: Sequence["torch.nn.Parameter"], scalars: "torch.Tensor") -> "torch.Tensor":
     """Sum every rank's gradients of ``params`` in place, and ``scalars`` (the step's loss terms) with them:
-    one flat all-reduce per dtype, so a step costs one collective, not one per tensor. A parameter a rank
-    left without a gradient (an empty shard, an unused branch) counts as zeros. Returns the summed scalars.
+    one flat all-reduce per dtype, so a step costs one collective, not one per tensor. A parameter some rank left
+    without a gradient (an empty shard, a layer LayerDrop skipped) counts as zeros there; one that no rank used
+    keeps no gradient, so the optimiser skips it as it would in one process. Returns the summed scalars.
 
     Not DDP's bucketed overlap with the backward pass: the loop's methods call the model in their own ways
     (distillation's two networks, L0 gates, masks re-applied after each step) and DDP needs every forward to go
@@ -162,24 +166,29 @@ def sum_gradients(params: Sequence["torch.nn.Parameter"], scalars: "torch.Tensor
     import torch.distributed as dist
     from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
+    device = params[0].device if params else scalars.device
+    used = torch.tensor([float(p.grad is not None) for p in params], device=device)
     for param in params:
         if param.grad is None:
             param.grad = torch.zeros_like(param)
+    extra = torch.cat([scalars.detach().reshape(-1).to(device=device, dtype=torch.float32), used])
     by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
     for param in params:
         by_dtype.setdefault(param.grad.dtype, []).append(param.grad)
-    scalars = scalars.to(dtype=torch.float32, device=params[0].device if params else scalars.device)
-    by_dtype.setdefault(torch.float32, []).append(scalars)
-    summed_scalars = scalars
+    by_dtype.setdefault(torch.float32, []).append(extra)
+    summed = extra
     for grads in by_dtype.values():
         flat = _flatten_dense_tensors(grads)
         dist.all_reduce(flat)
         for grad, total in zip(grads, _unflatten_dense_tensors(flat, grads)):
-            if grad is scalars:
-                summed_scalars = total
+            if grad is extra:
+                summed = total
             else:
                 grad.copy_(total)
-    return summed_scalars
+    for param, count in zip(params, summed[scalars.numel():].tolist()):
+        if count == 0:
+            param.grad = None
+    return summed[: scalars.numel()].reshape(scalars.shape)
 
 
 def gather(value: Any) -> list[Any]:
