@@ -133,7 +133,8 @@ def test_same_config_gives_bitwise_identical_test_sets_and_wer(finished_run, tmp
     result = snakemake(again, "results/tables/wer.csv")
     assert result.returncode == 0, result.stderr[-3000:]
     wavs = sorted((again / "results" / "conditions").rglob("*.wav"))
-    assert len({w.parent.parent for w in wavs}) == 3, wavs[:3]
+    conditions = {str(w.parent.parent.relative_to(again / "results" / "conditions")) for w in wavs}
+    assert conditions == {"noise/white/5", "reverb/0.3"}, conditions  # clean reads the test split in place
     for wav in wavs[::5]:
         twin = finished_run / wav.relative_to(again)
         assert wav.read_bytes() == twin.read_bytes(), wav
@@ -143,7 +144,7 @@ def test_same_config_gives_bitwise_identical_test_sets_and_wer(finished_run, tmp
     b = pd.read_csv(again / "results" / "tables" / "wer.csv")[columns]
     a = b[key].merge(pd.read_csv(finished_run / "results" / "tables" / "wer.csv")[columns], on=key, how="left")
     assert len(b) == 2 * 2 * 3
-    pd.testing.assert_frame_equal(a, b)
+    pd.testing.assert_frame_equal(a, b, check_dtype=False)  # whole numbers read as int in the smaller table
 
 
 def test_lint_is_clean():
