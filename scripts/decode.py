@@ -13,6 +13,7 @@ decode_test_sets(
     precision=snakemake.params.precision,
     gpu_batch_seconds=snakemake.params.gpu_batch_seconds,
     compile=snakemake.params.compile,
+    onnx_dir=snakemake.input.onnx if snakemake.params.backend == "onnxruntime" else None,
     threads=snakemake.threads,
     decoders=decoders,
     lm_paths={name: getattr(snakemake.input, name) for name in {d.language_model for d in decoders if d.language_model}},

@@ -260,6 +260,11 @@ def compress_inputs(wildcards):
     return inputs
 
 
+ONNX_EXPORT = config["onnx"]["export"]
+DECODE_BACKEND = config["decode"]["backend"]
+# The export check's transcripts come from the clean test set (the first condition when the grid has no clean one).
+ONNX_CHECK_CONDITION = next((c.id for c in GRID.conditions if c.id == "clean"), GRID.conditions[0].id)
+
 DECODE_PER_VARIANT = config["decode"]["one_job_per"] == "variant"
 # A decode job's test sets: every condition (one job per variant), or the one its wildcard names.
 DECODE_CONDITIONS = [c.id for c in GRID.conditions] if DECODE_PER_VARIANT else ["{condition}"]
@@ -293,6 +298,11 @@ def score_test_sets(wildcards):
             for d, c in cells]
 
 
+def decode_onnx_input(wildcards):
+    """decode.backend onnxruntime: the variant's export folder (its graph decodes when its check passed)."""
+    return {"onnx": f"results/onnx/{wildcards.model}/{wildcards.variant}"} if DECODE_BACKEND == "onnxruntime" else {}
+
+
 def decode_lm_inputs(wildcards):
     """Every language model a decoder uses: its ARPA file (the binary beside it comes along)."""
     inputs = {name: f"results/lm/{name}/lm.arpa" for name in GRID.language_models}
@@ -312,7 +322,9 @@ def lm_training_inputs(wildcards):
 
 
 def aggregate_inputs(wildcards):
+    exports = {"exports": [f"results/onnx/{m}/{v}" for m, v, d, c in cells()]} if ONNX_EXPORT else {}
     return {
+        **exports,
         "scores": [f"results/scores/{m}/{v}/{d}/{c}.json" for m, v, d, c in cells()],
         "utterances": [f"results/scores/{m}/{v}/{d}/{c}.utts.tsv" for m, v, d, c in cells()],
         "timings": [f"results/timings/{m}/{v}/{c}.json" for m, v, d, c in cells()],

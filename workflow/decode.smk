@@ -7,6 +7,7 @@ rule decode:
     """Transcribe test sets with one variant (greedy and/or LM beam search); records timings per test set."""
     input:
         unpack(decode_lm_inputs),
+        unpack(decode_onnx_input),
         variant="results/variants/{model}/{variant}",
         conditions=expand("results/conditions/{condition}", condition=DECODE_CONDITIONS),
     output:
@@ -19,6 +20,7 @@ rule decode:
         gpu_batch_seconds=config["decode"]["gpu_batch_seconds"],
         precision=config["decode"]["precision"],
         compile=config["decode"]["compile"],
+        backend=DECODE_BACKEND,
         sample_rate=config["sample_rate"],
         decoders=[d.to_json() for d in GRID.decoders],
     threads: decode_threads

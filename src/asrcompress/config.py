@@ -170,6 +170,13 @@ def _check_training_gpus(config: dict[str, Any]) -> None:
                                            "set gpus_per_job: 1, or finetune.gpus: 1")
 
 
+def _check_decode_backend(config: dict[str, Any]) -> None:
+    backend = (config.get("decode") or {}).get("backend", "torch")
+    if backend == "onnxruntime" and not (config.get("onnx") or {}).get("export", True):
+        raise ConfigError("decode.backend", "onnxruntime decodes the exported graphs: set onnx.export: true "
+                                            "(or decode.backend: torch)")
+
+
 def build_grid(config: dict[str, Any], catalog: Catalog | None = None) -> Grid:
     """The semantic checks a schema cannot express, then the grid.
 
@@ -187,6 +194,7 @@ def build_grid(config: dict[str, Any], catalog: Catalog | None = None) -> Grid:
     splits = _catalog_splits(config["corpus"], catalog)
     _check_babble_voices(config)
     _check_training_gpus(config)
+    _check_decode_backend(config)
     fine_tuned = [name for name, entry in config["models"].items() if entry.get("finetune", True)]
     if fine_tuned and splits and not {"train", "dev"} <= set(splits):
         raise ConfigError("corpus.splits", f"models {', '.join(fine_tuned)} are fine-tuned: give train and dev subsets "

@@ -324,7 +324,11 @@ def measure_cost(model: torch.nn.Module, sample_rate: int, seconds: float = 10.0
     was_training = model.training
     model.eval()
     try:
-        macs = count_macs(model, audio)
+        # An ONNX Runtime variant (deploy.OnnxCTCModel) runs outside torch's counter: its MACs are those of the
+        # torch model it was exported from (int8 MatMuls do the same multiply-accumulates); its latency is its own.
+        macs = count_macs(getattr(model, "reference", model), audio)
+        if hasattr(model, "set_threads"):
+            model.set_threads(threads)
         cpu_ms = statistics.median(cpu_forward_ms(model, audio, threads, repeats))
         gpu_ms = None if cpu_only or not torch.cuda.is_available() else statistics.median(
             _gpu_forward_ms(model, audio, repeats, accelerate))

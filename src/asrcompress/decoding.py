@@ -79,6 +79,7 @@ class DecodeTiming:
     batch_seconds: float
     precision: str = "float32"
     compiled: bool = False
+    backend: str = "torch"  # or "onnxruntime": the variant's ONNX graph ran the forward (deploy.OnnxCTCModel)
 
     def wall_s(self, decoder: str) -> float:
         return self.forward_s + self.search_s[decoder]
@@ -452,7 +453,9 @@ def decode_waves(
     """
     model = model.to(device).eval()
     cuda = device.type == "cuda"
-    if not cuda and has_group_norm_front_end(model):
+    # An ONNX graph runs each utterance of a batch unpadded on its own (deploy.OnnxCTCModel): exact for any norm.
+    unpadded = getattr(model, "runs_unpadded", False)
+    if not cuda and not unpadded and has_group_norm_front_end(model):
         # Measured (benchmarks/decode_benchmark.py, wav2vec2-base shape, 2 threads): on a CPU a batched group-norm
         # front end is 18% slower than one utterance at a time, so such models decode unpadded there.
         max_padding = 0.0
@@ -473,7 +476,8 @@ def decode_waves(
     forward_s = 0.0
     # The group norms are swapped once for the whole run: a compiled forward would recompile on every swap.
     own_kernels = outside_autocast(model, device.type) if cast is not None else contextlib.nullcontext()
-    with masked_group_norm(model) as norms, own_kernels:
+    norm_swap = contextlib.nullcontext([]) if unpadded else masked_group_norm(model)
+    with norm_swap as norms, own_kernels:
         forward = ModelForward(model, compile and cuda)
         for index in length_sorted_batches([len(w) for w in waves], int(seconds * sample_rate), max_padding):
             batch = [waves[i] for i in index]
@@ -482,6 +486,8 @@ def decode_waves(
             started = time.perf_counter()
             inputs = _batch_inputs(processor, batch, sample_rate, device, multiple)
             inputs["input_values"] = inputs["input_values"].to(dtype)  # half-precision variants take half inputs
+            if unpadded:
+                inputs["sample_lengths"] = samples
             set_valid_samples(norms, _front_end_samples(model, samples.to(device, non_blocking=True)),
                               forward.is_compiled)
             with autocast(device, cast):
@@ -566,14 +572,15 @@ def decode_test_sets(
     variant_dir: str, jobs: Sequence[TestSetJob], sample_rate: int, batch_seconds: float, threads: int,
     decoders: Sequence[DecoderSpec] = (GREEDY,), lm_paths: dict[str, str] | None = None,
     max_padding: float | None = MAX_PADDING, *, precision: str = "fp32", gpu_batch_seconds: float = GPU_BATCH_SECONDS,
-    compile: bool = False,
+    compile: bool = False, onnx_dir: str | None = None,
 ) -> list[DecodeTiming]:
     """Decode several conditions' test sets with one variant, loading the model and the searches once.
 
     A decode job's fixed cost is mostly importing torch and transformers (about 7 s on a 2-core CPU, measured with
     ``python -X importtime``) and loading the model and LM; decoding many small test sets in one process pays it
     once (``decode.one_job_per: variant``). Each test set gets its own hypotheses and timing record, identical to
-    what a job of its own writes.
+    what a job of its own writes. ``onnx_dir`` (``decode.backend: onnxruntime``) is the variant's export folder:
+    its graph decodes on the CPU when its export check passed, else the torch variant does (logged).
     """
     for job in jobs:
         missing = [d.name for d in decoders if d.name not in job.hyps_paths]
@@ -585,9 +592,15 @@ def decode_test_sets(
 
     from .io import read_json
 
-    device = pick_device(read_json(f"{variant_dir}/card.json").get("cpu_only", False))
+    # onnxruntime is the CPU package: a variant decoded through ONNX Runtime decodes on the CPU
+    device = pick_device(read_json(f"{variant_dir}/card.json").get("cpu_only", False) or onnx_dir is not None)
     resolve_precision(precision, device)  # a bad precision fails before the model and audio are loaded
     model, processor, card = load_variant(variant_dir, device)
+    if onnx_dir is not None:
+        from .export import onnx_runtime_model
+
+        model = onnx_runtime_model(model, onnx_dir, torch.get_num_threads())
+    backend = "onnxruntime" if getattr(model, "runs_unpadded", False) else "torch"
     searches = {d.name: make_search(d, processor, model.config.vocab_size, (lm_paths or {}).get(d.language_model))
                 for d in decoders}
     timings = []
@@ -599,7 +612,8 @@ def decode_test_sets(
         for name, texts in run.hypotheses.items():
             write_hypotheses(job.hyps_paths[name], utterances, texts)
         timing = DecodeTiming(len(utterances), sum(len(w) for w in waves) / sample_rate, run.forward_s, run.search_s,
-                              device.type, torch.get_num_threads(), run.batch_seconds, run.precision, run.compiled)
+                              device.type, torch.get_num_threads(), run.batch_seconds, run.precision, run.compiled,
+                              backend)
         write_json(job.timing_path, timing.to_json())
         log.info("decoded %s: %d utterances, forward %.2f s", job.manifest, len(utterances), run.forward_s)
         timings.append(timing)

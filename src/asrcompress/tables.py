@@ -26,7 +26,8 @@ COLUMNS = [
     "baseline_wer", "delta_wer", "delta_ci_low", "delta_ci_high", "p_value",
     "snr_db_measured", "rt60_measured_s", "n_skipped",
     "recovery_steps", "training_steps", "size_mb", "packed_mb", "parameters", "nonzero_params", "sparsity",
-    "gmacs_per_s", "cpu_latency_ms", "cpu_rtf", "gpu_latency_ms", "rtf", "audio_s", "decode_wall_s", "device",
+    "gmacs_per_s", "cpu_latency_ms", "cpu_rtf", "gpu_latency_ms", "ort_latency_ms", "onnx_status",
+    "rtf", "audio_s", "decode_wall_s", "device", "backend",
 ]
 SCORE_COLUMNS = ("wer", "wer_ci_low", "wer_ci_high", "cer", "cer_ci_low", "cer_ci_high", "ser",
                  "substitutions", "deletions", "insertions", "n_utts", "n_words")
@@ -47,6 +48,7 @@ class ResultFiles:
     timing: str
     card: str
     condition_summary: str
+    export: str | None = None  # the variant's ONNX export record (onnx.export)
 
 
 def series_of(variant: str) -> str:
@@ -76,6 +78,7 @@ def training_steps(card: dict) -> int:
 def rows(files: ResultFiles) -> list[dict]:
     """The whole test set's row, then one per corpus subset (test-clean, test-other, ...) if it has several."""
     score, timing, card, summary = (read_json(p) for p in (files.score, files.timing, files.card, files.condition_summary))
+    export = read_json(files.export) if files.export else {}
     decoder_timing = timing["decoders"][files.decoder]
     shared = {
         "model": files.model,
@@ -100,10 +103,13 @@ def rows(files: ResultFiles) -> list[dict]:
         "cpu_latency_ms": card["cpu_latency_ms"],
         "cpu_rtf": card["cpu_rtf"],
         "gpu_latency_ms": card["gpu_latency_ms"],
+        "ort_latency_ms": export.get("ort_latency_ms"),
+        "onnx_status": export.get("status"),
         "rtf": decoder_timing["rtf"],
         "audio_s": timing["audio_s"],
         "decode_wall_s": decoder_timing["wall_s"],
         "device": timing["device"],
+        "backend": timing.get("backend", "torch"),
     }
     parts = [(ALL_SUBSETS, score), *sorted((score.get("subsets") or {}).items())]
     return [{**shared, "subset": subset, **{k: part[k] for k in SCORE_COLUMNS}} for subset, part in parts]

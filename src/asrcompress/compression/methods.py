@@ -201,6 +201,16 @@ register(Method(
 ))
 
 register(Method(
+    name="ort_int8",
+    description="ONNX Runtime dynamic int8: the variant exported to ONNX, int8 weights of every MatMul/Gemm, "
+                "activations quantized per call (onnxruntime.quantization), decoded by ONNX Runtime on the CPU",
+    family="quantization",
+    runtime="onnxruntime",  # the store exports and quantizes after the chain's other steps (deploy.py)
+    training="never",
+    cpu_only=True,
+))
+
+register(Method(
     name="qat",
     description="weight-only per-output-channel symmetric b-bit quantization with a straight-through "
                 "estimator (USM-Lite); round-to-nearest PTQ without recovery",

@@ -157,6 +157,7 @@ class Method:
     check: Callable[[Any, dict, str], None] | None = None  # extra config checks (level with params)
     accelerate: Restructure | None = None  # swaps in GPU kernels (torchao, semi-structured sparse) on CUDA
     reshapes: bool = False  # removes, renames or wraps modules (or builds a new model): first in a chain only
+    runtime: str = "torch"  # "onnxruntime": the variant is stored and decoded as an ONNX graph (deploy.py)
 
     def parse_level(self, raw: Any, key: str) -> Level | None:
         if self.level is None:
@@ -318,6 +319,11 @@ class Variant:
     def cpu_only(self) -> bool:
         """Whether one of its steps has CPU kernels only (a GPU would sit idle while it decodes)."""
         return any(get(s.method).cpu_only for s in self.steps)
+
+    @property
+    def runtime(self) -> str:
+        """What runs it: "torch", or "onnxruntime" when its last step converts it to an ONNX graph."""
+        return get(self.steps[-1].method).runtime
 
 
 def _step(entry: dict[str, Any], level: Any, key: str) -> Step:

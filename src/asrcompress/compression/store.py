@@ -18,6 +18,7 @@ import torch
 
 from .. import distributed
 from ..decoding import model_dtype
+from ..deploy import ONNX_FILE, OnnxCTCModel, export_onnx, onnx_weight_bytes, quantize_int8
 from ..cost import cost_input, count_parameters, directory_bytes, measure_cost, packed_bytes
 from ..io import atomic_directory, read_json, write_json
 from ..models import load_pretrained_dir, save_model_dir
@@ -127,16 +128,22 @@ def compress(
             "compress_seconds": round(seconds, 3),
             "training": context.results,
         }
+        if variant.runtime == "onnxruntime":
+            card["runtime"] = "onnxruntime"
+            _write_onnx_int8(model, staging, variant.id)
         write_json(staging / CARD, card)
         loaded, _, _ = load_variant(staging)
-        _check_round_trip(model, loaded, variant.id)
-        counts = count_parameters(loaded)
+        torch_model = loaded.reference if isinstance(loaded, OnnxCTCModel) else loaded
+        _check_round_trip(model, torch_model, variant.id)
+        counts = count_parameters(torch_model)
         card.update(
             parameters=counts.parameters,
             nonzero_parameters=counts.nonzero,
             sparsity=round(counts.sparsity, 6),
-            bytes_on_disk=directory_bytes(staging),
-            packed_bytes=packed_bytes(loaded, metas),
+            # An ONNX Runtime variant deploys its graph alone (the torch model beside it gives frame counts and MACs).
+            bytes_on_disk=onnx_weight_bytes(loaded.path, whole_file=True) if isinstance(loaded, OnnxCTCModel)
+            else directory_bytes(staging),
+            packed_bytes=onnx_weight_bytes(loaded.path) if isinstance(loaded, OnnxCTCModel) else packed_bytes(loaded, metas),
             **measure_cost(loaded, sample_rate, seconds=cost_seconds, threads=cost_threads or threads or torch.get_num_threads(),
                            repeats=cost_repeats, cpu_only=cpu_only,
                            accelerate=lambda gpu_model: accelerate(gpu_model, variant, metas)),
@@ -150,6 +157,14 @@ def compress(
              variant.id, card["parameters"], card["nonzero_parameters"], card["size_mb"], card["packed_mb"],
              card["gmacs_per_audio_s"], card["cpu_rtf"])
     return card
+
+
+def _write_onnx_int8(model: torch.nn.Module, staging: Path, variant_id: str) -> None:
+    """The float graph of the built model, quantized by ONNX Runtime into ``model.onnx``."""
+    float_path = staging / "model.float.onnx"
+    export_onnx(model, float_path, variant_id)
+    quantize_int8(float_path, staging / ONNX_FILE)
+    float_path.unlink()
 
 
 @torch.inference_mode()
@@ -170,6 +185,8 @@ def load_variant(variant_dir: str | os.PathLike[str], device: torch.device | str
     On a CUDA ``device`` the model is moved there and each step's ``accelerate`` swaps in GPU kernels.
     """
     model, processor, card = _load_cpu(variant_dir)
+    if card.get("runtime") == "onnxruntime":  # its graph is what decodes and what is costed (CPU provider)
+        return OnnxCTCModel(Path(variant_dir) / ONNX_FILE, model, torch.get_num_threads(), card["variant"]), processor, card
     if device is not None and torch.device(device).type == "cuda":
         model = accelerate(model.to(device), Variant.from_json(card["recipe"]), card["steps_meta"])
     return model.eval(), processor, card
