@@ -66,6 +66,8 @@ from asrcompress.compression.store import CARD, compress, load_variant  # noqa: 
 from asrcompress.decoding import (  # noqa: E402
     decode_test_set, greedy_ctc, ids_to_text, length_sorted_batches, model_inputs, pick_device, transcribe,
 )
+from asrcompress.deploy import ONNX_FILE, OnnxCTCModel  # noqa: E402
+from asrcompress.export import export_variant  # noqa: E402
 from asrcompress.io import read_json, write_json  # noqa: E402
 from asrcompress.manifest import Utterance, read_manifest, resolve_audio, write_manifest  # noqa: E402
 from asrcompress.models import ModelSpec, build_model, build_processor, save_model_dir  # noqa: E402
@@ -77,6 +79,8 @@ REAL_SPEECH = REPO / "tests" / "data" / "speech" / "transcripts.tsv"
 CPU_GOAL = 1.0  # (a) ours / naive speed
 JOB_GOAL = 1.3  # (b) job wall / (forward + start-up)
 GPU_GOAL = 50.0  # (c)
+ORT_GOAL = 1.3  # (d) issue #17: decode.backend onnxruntime / naive speed, identical transcripts
+ORT_PATH = "decode.backend onnxruntime (`transcribe` on the exported graph, utterances unpadded side by side)"
 
 
 # ---------------------------------------------------------------- timing
@@ -363,7 +367,8 @@ def _sorted(lengths: Sequence[int]) -> list[int]:
     return sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
 
 
-def make_paths(model, processor, pipe, device: torch.device, args: argparse.Namespace) -> dict[str, Callable[..., Pass]]:
+def make_paths(model, processor, pipe, device: torch.device, args: argparse.Namespace,
+               onnx_model: OnnxCTCModel | None = None) -> dict[str, Callable[..., Pass]]:
     """Each path decodes a list of waves and says how long it took (and how long its forward calls took)."""
     max_samples = int(args.batch_seconds * RATE)
 
@@ -388,7 +393,14 @@ def make_paths(model, processor, pipe, device: torch.device, args: argparse.Name
         return lambda waves, keep_logits: prototype(model, processor, waves, batcher([len(w) for w in waves]), device,
                                                     exact)
 
+    def onnxruntime(waves: list[np.ndarray], keep_logits: bool) -> Pass:
+        (hypotheses, _), seconds = _timed(device, lambda: transcribe(onnx_model, processor, waves, RATE,
+                                                                     args.batch_seconds, device))
+        return Pass(hypotheses, seconds, seconds, batches=1, padded_samples=sum(len(w) for w in waves))
+
     paths = {"naive": naive, "ours": ours}
+    if onnx_model is not None:
+        paths[ORT_PATH] = onnxruntime
     if not args.no_prototypes:
         bounded = lambda lengths: bounded_batches(lengths, max_samples, args.max_padding)  # noqa: E731
         paths[f"bounded padding (<= {args.max_padding:.0%}), plain HF forward"] = proto(bounded, "")
@@ -547,6 +559,7 @@ def main() -> None:
                         help="decode.batch_seconds (config/config.yaml)")
     parser.add_argument("--max-padding", type=float, default=0.1, help="padding cap of the bounded-batch prototypes")
     parser.add_argument("--no-prototypes", action="store_true")
+    parser.add_argument("--no-onnx", action="store_true", help="leave out the onnxruntime backend (CPU only)")
     parser.add_argument("--cprofile", action="store_true", help="also print cProfile's top functions of one transcribe")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "decode.md")
     args = parser.parse_args()
@@ -583,7 +596,14 @@ def main() -> None:
         shape = (f"{mc.num_hidden_layers} x {mc.hidden_size}, {len(mc.conv_dim)}-layer conv frontend (feat_extract_norm "
                  f"{mc.feat_extract_norm!r}), vocabulary {mc.vocab_size}, "
                  f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, attention {mc._attn_implementation}")
-        paths = make_paths(model, processor, pipe, device, args)
+        onnx_model, export = None, None
+        if device.type == "cpu" and not args.no_onnx:
+            log("exporting the variant to ONNX and checking it on the set")
+            export = export_variant(variant, str(manifest), tmp / "onnx", RATE, check_utterances=len(waves),
+                                    cost_seconds=1.0, cost_repeats=1, threads=args.threads)
+            torch.set_num_threads(args.threads)
+            onnx_model = OnnxCTCModel(tmp / "onnx" / ONNX_FILE, model, args.threads)
+        paths = make_paths(model, processor, pipe, device, args, onnx_model)
         shortest = [waves[min(range(len(waves)), key=lambda i: lengths[i])]]
         for run in paths.values():  # warm-up
             run(shortest, False)
@@ -656,6 +676,11 @@ def main() -> None:
         _row("pure forward (model forward calls of `transcribe`, same batches)", ours.forward_s, audio_s, naive_s,
              f"conv frontend {ours.frontend_s:.2f} s ({ours.frontend_s / ours.forward_s:.0%}), transformer + head "
              f"{ours.forward_s - ours.frontend_s:.2f} s; inside the fastest job: {fastest_job.forward_s:.2f} s"),
+        *([_row(ORT_PATH, results[ORT_PATH].seconds, audio_s, naive_s,
+                f"round totals {_spread(results[ORT_PATH].round_s)}; transcripts differing from naive: "
+                f"{agreement[ORT_PATH].differing}/{len(waves)}, CER vs naive {agreement[ORT_PATH].cer:.1%}; export check: "
+                f"{export.status}, max logit difference {export.max_logit_diff:.1e}, greedy transcripts equal to torch's "
+                f"{export.transcripts_equal}/{export.transcripts_checked}")] if ORT_PATH in results else []),
         _row("start-up (model load + audio read, inside the fastest job)", startup_s, audio_s, None,
              f"`load_variant` {fastest_job.load_s:.2f} s, audio read {job_read:.3f} s; timed on their own: load "
              f"{_spread(load_t)} s, read {_spread(read_t)} s"),
@@ -678,6 +703,12 @@ def main() -> None:
         f"{_verdict(fastest_job.wall_s / (batch1_forward + startup_s), JOB_GOAL, noise, higher_is_better=False)} (job "
         "and forward from different "
         "passes) |",
+        *([f"| (d) CPU, {args.threads} threads: decode.backend onnxruntime >= {ORT_GOAL:g}x naive loop, identical "
+            f"transcripts | {naive_s / results[ORT_PATH].seconds:.2f}x, differing "
+            f"{agreement[ORT_PATH].differing}/{len(waves)} | "
+            + (_verdict(naive_s / results[ORT_PATH].seconds, ORT_GOAL, noise)
+               if agreement[ORT_PATH].differing == 0 else "NOT MET (transcripts differ)") + " |"]
+          if ORT_PATH in results else []),
         f"| (c) GPU: ours >= {GPU_GOAL:g}x naive loop | "
         + (f"{speedup:.1f}x | {_verdict(speedup, GPU_GOAL, noise)} |" if not cpu else "- | not measured: no GPU |"),
     ]

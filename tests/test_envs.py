@@ -32,6 +32,8 @@ EXEMPT = {
         "scipy": "conditions.reverberate: building test conditions (rule augment)",
         "pyroomacoustics": "banks.simulate_rir/build_rir_bank: rule rir_bank",
         "espeakng_loader": "corpora.espeak synthesis: rules demo_corpus and noise_bank",
+        "onnx": "deploy.export_onnx/onnx_weight_bytes (compression.store, export): rules compress and export_onnx",
+        "onnxruntime": "deploy sessions and int8 quantization: rules compress, export_onnx and decode",
     },
 }
 # Modules a --no-deps install imports that its env need not have.

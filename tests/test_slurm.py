@@ -82,11 +82,12 @@ def test_every_cluster_job_went_through_sbatch(cluster: SlurmCluster, cluster_ru
     workdir, expected, result = cluster_run
     local_rules = {"aggregate", "plot", "study_tables", "results_md", "config_snapshot", "gallery", "all"}
     remote = [rule for rule, _ in expected if rule not in local_rules]
-    n_scores, n_decodes = remote.count("score"), remote.count("decode")
+    n_scores, n_decodes, n_exports = remote.count("score"), remote.count("decode"), remote.count("export_onnx")
     components = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())["group-components"]
     units = int(dict(item.split("=") for item in components)["evaluation"])
-    # CPU jobs: each decode job and the score jobs of its hypotheses are one unit of the evaluation group
-    n_submitted = len(remote) - n_scores - n_decodes + math.ceil(n_decodes / units)
+    # CPU jobs: each decode job and the score jobs of its hypotheses are one unit of the evaluation group, each
+    # variant's ONNX export another
+    n_submitted = len(remote) - n_scores - n_decodes - n_exports + math.ceil((n_decodes + n_exports) / units)
     assert n_scores >= 12 and n_decodes >= 6 and n_submitted > 10
     assert result.stderr.count("has been submitted with SLURM jobid") == n_submitted
     finished = cluster.completed_jobs()  # sacct, from the controller's job-completion log (a fresh cluster)
@@ -130,7 +131,7 @@ def test_profile_plans_the_tiny_config(tmp_path):
     result = subprocess.run([SNAKEMAKE, "--profile", "profiles/slurm", "-n"], cwd=workdir,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-4000:]
-    assert (result.stdout + result.stderr).count("Group job evaluation") == math.ceil(4 * 7 / 4)  # decode + scores
+    assert (result.stdout + result.stderr).count("Group job evaluation") == math.ceil((4 * 7 + 4) / 4)  # decode + scores; exports
     profile = yaml.safe_load((workdir / "profiles" / "slurm" / "config.yaml").read_text())
     partitions = read_partition_file(workdir / profile["slurm-partition-config"])
     assert {p.limits.max_gpu > 0 for p in partitions} == {True, False}
