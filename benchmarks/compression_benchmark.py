@@ -43,9 +43,10 @@ sys.path[:0] = [str(REPO / "src")]
 from reporting import cpu_name, publish  # noqa: E402
 from asrcompress.compression.context import CompressionContext  # noqa: E402
 from asrcompress.compression.registry import Variant, get  # noqa: E402
-from asrcompress.compression.store import build_variant_model  # noqa: E402
+from asrcompress.compression.store import build_variant_model, runtime_model  # noqa: E402
 from asrcompress.cost import count_parameters, cost_input, cpu_forward_ms, measure_cost, packed_bytes  # noqa: E402
 from asrcompress.decoding import model_dtype  # noqa: E402
+from asrcompress.deploy import OnnxCTCModel, onnx_weight_bytes  # noqa: E402
 from asrcompress.errors import PipelineError  # noqa: E402
 from asrcompress.models import ModelSpec, build_model, build_processor, save_model_dir  # noqa: E402
 
@@ -214,6 +215,7 @@ def _build(candidate: Candidate, model_config: Any, baseline: Path, processor: A
                                  threads=threads, train_manifest=CALIBRATION or None)
     try:
         model, metas = build_variant_model(baseline, variant, context)
+        model = runtime_model(model, variant, context, metas, baseline.parent / "graphs" / variant.id)
     except PipelineError as err:  # a method's own training, or its finalize, asked for data
         raise Skipped(f"building it needs data: {err}") from err
     return variant, model, metas
@@ -251,8 +253,10 @@ def _benchmark_shape(spec: ModelSpec, folder: Path, args: argparse.Namespace,
     def row(candidate: Candidate, variant: Variant, model: torch.nn.Module, metas: list[dict[str, Any]]) -> Row:
         cost = _cost(model, variant, args)
         fp32_best, best = _interleaved_best_ms(fp32_model, model, args)
-        counts = count_parameters(model)
-        return Row(candidate.label, variant.id, counts.parameters, counts.nonzero, packed_bytes(model, metas) / 1e6,
+        graph = isinstance(model, OnnxCTCModel)  # an ONNX Runtime int8 variant: its graph's weights are what it stores
+        counts = count_parameters(model.reference if graph else model)
+        packed = onnx_weight_bytes(model.path) if graph else packed_bytes(model, metas)
+        return Row(candidate.label, variant.id, counts.parameters, counts.nonzero, packed / 1e6,
                    cost["gmacs_per_audio_s"], cost["cpu_latency_ms"], best, fp32_best)
 
     rows = [row(FP32, fp32_variant, fp32_model, fp32_metas)]

@@ -18,7 +18,7 @@ of normalisation, padding, forward, greedy search and detokenisation; model load
   its x RT from those (the utterances are drawn independently, so they are a fair sample);
 - pipeline: ``decoding.decode_waves`` (what ``decode_test_set`` runs) at fp32, bf16, fp16, and bf16 compiled;
 - compressed variants made by the pipeline's own code (``store.build_variant_model`` with the registry's methods,
-  then ``store.accelerate``, which is what ``load_variant`` does on CUDA): dynamic int8 (torchao int8 kernels),
+  then ``store.accelerate``, which is what ``load_variant`` does on CUDA): dynamic int8 (an ONNX Runtime graph, CPU),
   4-bit weight-only (``qat~4`` without recovery: round-to-nearest, torch's int4 tinygemm kernel) and 2:4
   semi-structured sparsity (``nm_sparsity~2:4``, sparse tensor cores). A variant whose kernel fails records an
   error row; the run goes on.
@@ -29,7 +29,7 @@ whose transcript equals the fp32 pipeline row's, and the WER of the row's transc
 weights make argmax near-ties common, so agreement here is a lower bound of what a trained model shows.
 
 ``--tiny``: tiny shapes and 20 s of audio, so it runs on a CPU in well under a minute (tests run it that way). On
-a CPU, fp16, compile and the CUDA-only kernels are skipped with a note row; dynamic int8 runs torch.ao's CPU kernels.
+a CPU, fp16, compile and the CUDA-only kernels are skipped with a note row; dynamic int8 runs ONNX Runtime's CPU kernels.
 
 Usage: .venv/bin/python benchmarks/gpu_benchmark.py [--models base,large] [--hours 2] [--tiny]
        [--naive-utterances 200] [--gpu-batch-seconds 800] [--out benchmarks/results/gpu.md]
@@ -57,7 +57,7 @@ sys.path[:0] = [str(REPO / "src"), str(Path(__file__).resolve().parent)]
 from reporting import cpu_name, publish  # noqa: E402
 from asrcompress.compression.context import CompressionContext  # noqa: E402
 from asrcompress.compression.registry import Variant  # noqa: E402
-from asrcompress.compression.store import accelerate, build_variant_model  # noqa: E402
+from asrcompress.compression.store import accelerate, build_variant_model, runtime_model  # noqa: E402
 from asrcompress.decoding import DecodeRun, decode_waves, pick_device, synchronize  # noqa: E402
 from asrcompress.models import ModelSpec, build_model, build_processor  # noqa: E402
 from asrcompress.scoring import count_errors, total  # noqa: E402
@@ -100,7 +100,7 @@ SETTINGS = (
     Setting("dense", "bf16"),
     Setting("dense", "fp16", cuda_only="fp16 autocast runs on a GPU only"),
     Setting("dense, torch.compile", "bf16", compile=True, cuda_only="decode.compile applies on CUDA only"),
-    Setting("dynamic int8 (torchao kernels on CUDA, torch.ao on a CPU)", "auto", method="dynamic_int8"),
+    Setting("dynamic int8 (ONNX Runtime, CPU)", "auto", method="dynamic_int8"),
     Setting("4-bit weight-only (qat~4 RTN, int4 tinygemm)", "auto", method="qat", level=4,
             cuda_only="tinygemm is a CUDA kernel (on a CPU the weights stay dense float)"),
     Setting("2:4 semi-structured (nm_sparsity~2:4)", "auto", method="nm_sparsity", level="2:4",
@@ -176,7 +176,7 @@ def compressed(model: torch.nn.Module, processor, setting: Setting, device: torc
     variant = Variant.of(setting.method, setting.level)
     context = CompressionContext(processor=processor, sample_rate=RATE, seed=SEED, baseline_dir=tmp)
     built, metas = build_variant_model(tmp, variant, context, copy.deepcopy(model).cpu())
-    built = built.to(device)
+    built = runtime_model(built, variant, context, metas, tmp / "graphs" / variant.id).to(device)
     return accelerate(built, variant, metas) if device.type == "cuda" else built
 
 

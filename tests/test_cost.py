@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import warnings
 from types import SimpleNamespace
 
 import pytest
 import torch
 
-from asrcompress.cost import cost_input, count_macs, cpu_forward_ms, measure_cost, nm_kept_values, packed_bytes
+from asrcompress.cost import (
+    QPARAM_BITS, PackedLayout, cost_input, count_macs, cpu_forward_ms, measure_cost, nm_kept_values, packed_bytes,
+    packed_tensor_bits,
+)
 from asrcompress.models import ModelSpec, build_model, build_processor
 
 from helpers import TINY_ARCHITECTURE, tiny_model
@@ -28,25 +30,6 @@ class LinearCTC(torch.nn.Module):
     def forward(self, input_values: torch.Tensor) -> SimpleNamespace:
         frames = input_values.reshape(input_values.shape[0], -1, FRAME)
         return SimpleNamespace(logits=self.proj(frames))
-
-
-class StaticInt8CTC(torch.nn.Module):
-    """The toy with a statically quantized Linear (int8 activations and weights)."""
-
-    def __init__(self, vocab: int = 32) -> None:
-        super().__init__()
-        self.proj = torch.ao.nn.quantized.Linear(FRAME, vocab)
-
-    def forward(self, input_values: torch.Tensor) -> SimpleNamespace:
-        frames = input_values.reshape(input_values.shape[0], -1, FRAME)
-        quantized = torch.quantize_per_tensor(frames, 0.05, 64, torch.quint8)
-        return SimpleNamespace(logits=self.proj(quantized).dequantize())
-
-
-def dynamic_int8(model: torch.nn.Module) -> torch.nn.Module:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # torch.ao.quantization announces its move to torchao
-        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
 def conv_length(length: int, kernel: int, stride: int, padding: int = 0) -> int:
@@ -88,24 +71,8 @@ def test_tiny_wav2vec2_macs_match_the_hand_count():
     dense, attention = wav2vec2_macs(model.config, audio.shape[1])
     assert macs.dense == dense  # convolutions and Linear layers: exact
     assert macs.attention == pytest.approx(attention, rel=0.01)  # attention: 1% (a fused kernel's own count)
-    assert macs.quantized == 0
     cost = measure_cost(model, RATE, seconds=SECONDS, repeats=1)
     assert cost["gmacs_per_audio_s"] == pytest.approx(macs.total / SECONDS / 1e9, rel=1e-12)
-
-
-def test_dynamic_int8_reports_the_macs_it_runs():
-    model, _ = tiny_model()
-    audio = cost_input(RATE, SECONDS)
-    fp32 = count_macs(model.eval(), audio)
-    int8 = count_macs(dynamic_int8(model), audio)
-    assert int8.quantized > 0.4 * fp32.total  # the Linear layers moved from the float count to the int8 one
-    assert int8.total == pytest.approx(fp32.total, rel=0.01)
-
-
-def test_static_int8_linear_counts_in_times_out_per_frame():
-    frames = int(RATE * SECONDS) // FRAME
-    macs = count_macs(StaticInt8CTC(), cost_input(RATE, SECONDS))
-    assert macs.quantized == frames * FRAME * 32
 
 
 def test_half_the_ffn_width_costs_fewer_macs():
@@ -217,13 +184,12 @@ def test_unstructured_zeros_are_stored_dense():
     assert packed_bytes(layer, []) == before
 
 
-def test_dynamic_int8_linear_is_one_byte_per_weight_plus_its_qparams():
-    model = torch.nn.Sequential(linear())
-    packed = packed_bytes(dynamic_int8(model), [])
-    assert packed == 128 * 1 + (4 + 1) + 4 * 8  # int8 weight, fp32 scale + int8 zero point, fp32 bias
-    # an earlier QAT step's 4-bit record names the weight as before quantization; the int8 conversion that
-    # came after stores 8 bits, and that is what counts
-    assert packed_bytes(dynamic_int8(model), [{"weight_bits": {"0.weight": 4}}]) == packed
+def test_a_quantized_tensor_is_one_byte_per_weight_plus_its_qparams():
+    """torch's quantized tensors (core torch, not torch.ao's modules) still count at their stored bits."""
+    weight = torch.quantize_per_tensor(torch.randn(4, 32), 0.05, 0, torch.qint8)
+    assert packed_tensor_bits(weight) == 128 * 8 + QPARAM_BITS
+    # a QAT step's 4-bit record names the weight; a later int8 conversion stores 8 bits, and that is what counts
+    assert packed_tensor_bits(weight, PackedLayout(value_bits=4)) == 128 * 8 + QPARAM_BITS
 
 
 def test_tied_weights_count_once_and_integer_buffers_not_at_all():

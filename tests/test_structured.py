@@ -249,7 +249,8 @@ def test_round_trip_with_an_emptied_layer_and_int8_after(baseline, tmp_path):
     compress(baseline, chained, tmp_path / "int8", **FAST_COST)
     quantized, _, card = load_variant(tmp_path / "int8")
     sizes = card["steps_meta"][0]["sizes"]
-    assert quantized.wav2vec2.encoder.layers[0].feed_forward.intermediate_dense.weight().shape[0] == sizes["ffn"][0]
+    # an ONNX Runtime int8 graph of the pruned model (its torch model beside it has the pruned shapes)
+    assert quantized.reference.wav2vec2.encoder.layers[0].feed_forward.intermediate_dense.weight.shape[0] == sizes["ffn"][0]
     assert logits(quantized).shape == logits(original).shape
 
 

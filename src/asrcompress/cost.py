@@ -16,7 +16,7 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 
 def _tensors(value: Any) -> Iterator[torch.Tensor]:
-    """Tensors inside a state-dict value; quantized Linear layers store (weight, bias) tuples."""
+    """Tensors inside a state-dict value (which may hold tuples of them)."""
     if isinstance(value, torch.Tensor):
         yield value
     elif isinstance(value, (tuple, list)):
@@ -59,7 +59,6 @@ def directory_bytes(path: str | os.PathLike[str], exclude: tuple[str, ...] = ("c
 
 QPARAM_BITS = 32 + 8  # per tensor or channel of a torch quantized tensor: fp32 scale + int8 zero point (ONNX layout)
 DEFAULT_SCALE_BITS = 16  # one fp16 scale per output channel for weights a step stores at fewer bits (QAT)
-_PACKED_SUFFIX = "_packed_params._packed_params"  # quantized Linear: (weight, bias) under one key
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,26 +70,10 @@ class PackedLayout:
     nm: tuple[int, int] | None = None
 
 
-def _is_activation_qparam(model: torch.nn.Module, key: str) -> bool:
-    """The output scale and zero point torch's quantized layers keep (unused by dynamic ones)."""
-    module, _, name = key.rpartition(".")
-    if name not in ("scale", "zero_point"):
-        return False
-    owner = model.get_submodule(module) if module else model
-    return type(owner).__module__.startswith("torch.ao.nn.quantized")
-
-
 def _named_tensors(model: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
-    """State-dict tensors under the names step metas use: a quantized Linear's packed pair becomes
-    ``<module>.weight`` and ``<module>.bias``, as before quantization."""
+    """State-dict tensors under the names step metas use."""
     for key, value in model.state_dict(keep_vars=True).items():
-        if _is_activation_qparam(model, key):
-            continue
-        if key.endswith(_PACKED_SUFFIX) and isinstance(value, (tuple, list)):
-            prefix = key[: -len(_PACKED_SUFFIX)]
-            yield from ((prefix + name, t) for name, t in zip(("weight", "bias"), value) if isinstance(t, torch.Tensor))
-        else:
-            yield from ((key, tensor) for tensor in _tensors(value))
+        yield from ((key, tensor) for tensor in _tensors(value))
 
 
 def _resolve(key: str, names: set[str]) -> str:
@@ -194,52 +177,30 @@ def _sdpa_flops(query_shape, key_shape, value_shape, *_args, out_shape=None, **_
 
 # Float attention on the CPU runs through this op, which torch's counter does not know (it knows the CUDA ones).
 _CPU_ATTENTION = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_flops}
-_QUANTIZED_LINEAR = (torch.ao.nn.quantized.Linear,)  # static and dynamic (a subclass) int8 Linear
-_QUANTIZED_CONV = (torch.ao.nn.quantized.Conv1d, torch.ao.nn.quantized.Conv2d, torch.ao.nn.quantized.Conv3d)
 
 
 @dataclasses.dataclass(frozen=True)
 class MacCount:
     """Multiply-accumulates of one forward pass, by where they come from."""
 
-    dense: int  # float matmuls and convolutions (masked sparse weights included: the dense kernel runs them)
+    dense: int  # matmuls and convolutions (masked sparse weights included: the dense kernel runs them)
     attention: int  # fused scaled-dot-product attention: Q K^T and A V (eager attention's bmm land in dense)
-    quantized: int  # int8 Linear/conv kernels, which torch's flop counter does not see
 
     @property
     def total(self) -> int:
-        return self.dense + self.attention + self.quantized
-
-
-def _quantized_fan_in(module: torch.nn.Module) -> int | None:
-    """MACs per output value of a quantized layer, or None for any other module."""
-    if isinstance(module, _QUANTIZED_LINEAR):
-        return module.in_features
-    if isinstance(module, _QUANTIZED_CONV):
-        return module.in_channels // module.groups * math.prod(module.kernel_size)
-    return None
+        return self.dense + self.attention
 
 
 def count_macs(model: torch.nn.Module, input_values: torch.Tensor) -> MacCount:
-    """MACs of ``model(input_values=...)``: torch's flop counter (flops / 2) for float kernels, plus forward
-    hooks on quantized layers (output values x fan-in), so an int8 model reports the MACs it really runs."""
-    quantized = [0]
-
-    def count(module: torch.nn.Module, _inputs: Any, output: torch.Tensor) -> None:
-        quantized[0] += output.numel() * _quantized_fan_in(module)
-
-    handles = [m.register_forward_hook(count) for m in model.modules() if _quantized_fan_in(m) is not None]
-    try:
-        # no_grad, not inference_mode: weight-norm parametrizations (the positional conv) fail under the
-        # counter's dispatch mode in inference mode.
-        with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=_CPU_ATTENTION) as counter:
-            model(input_values=input_values)
-    finally:
-        for handle in handles:
-            handle.remove()
+    """MACs of ``model(input_values=...)``: torch's flop counter, flops / 2. An int8 variant runs as an ONNX graph
+    (deploy.OnnxCTCModel), whose MACs are its torch model's: :func:`measure_cost` counts that one."""
+    # no_grad, not inference_mode: weight-norm parametrizations (the positional conv) fail under the
+    # counter's dispatch mode in inference mode.
+    with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=_CPU_ATTENTION) as counter:
+        model(input_values=input_values)
     per_op = counter.get_flop_counts().get("Global", {})
     attention = sum(flops for op, flops in per_op.items() if "attention" in str(op)) // 2
-    return MacCount(dense=counter.get_total_flops() // 2 - attention, attention=attention, quantized=quantized[0])
+    return MacCount(dense=counter.get_total_flops() // 2 - attention, attention=attention)
 
 
 def conv_lengths(samples: int, kernels: Sequence[int], strides: Sequence[int]) -> tuple[int, ...]:

@@ -191,10 +191,9 @@ def set_valid_samples(norms: Sequence[tuple[MaskedGroupNorm, torch.nn.Conv1d]], 
 
 def has_own_kernel(module: torch.nn.Module) -> bool:
     """Whether ``module`` computes with a kernel that fixes its own dtypes: a weight in a tensor format of its own
-    (torchao's int8/int4 tensors, 2:4 semi-structured sparse ones) or a torch.ao quantized module."""
+    (torchao's int8/int4 tensors, 2:4 semi-structured sparse ones)."""
     weight = getattr(module, "weight", None)
-    packed = isinstance(weight, torch.Tensor) and type(weight) not in (torch.Tensor, torch.nn.Parameter)
-    return packed or type(module).__module__.startswith("torch.ao.nn.quantized")
+    return isinstance(weight, torch.Tensor) and type(weight) not in (torch.Tensor, torch.nn.Parameter)
 
 
 def _float32(value: Any) -> Any:
@@ -205,7 +204,7 @@ def _float32(value: Any) -> Any:
 def outside_autocast(model: torch.nn.Module, device_type: str) -> Iterator[None]:
     """While inside, every module with its own kernel (:func:`has_own_kernel`) runs with autocast off, on float32
     inputs: exactly as in a float32 forward. Autocast would otherwise cast a packed weight itself (the 2:4 sparse
-    tensor has no such cast) or hand a half-precision activation to a kernel that takes float32 (torch.ao's int8);
+    tensor has no such cast) or hand a half-precision activation to a kernel that takes float32;
     the rest of the model still runs in the autocast dtype. The modules' own forwards are back on exit."""
     patched = [(module, module.__dict__.get("forward")) for module in model.modules() if has_own_kernel(module)]
     for module, _ in patched:

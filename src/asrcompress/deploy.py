@@ -6,10 +6,11 @@ output, ``logits`` (batch, frames, vocab); batch and length dynamic) and run by 
 :class:`OnnxCTCModel` gives an ONNX graph the CTC interface decoding relies on, so the decode stage and the
 cost card treat it as any variant.
 
-What cannot export, and why (the export check records the op): torch.ao's int8 kernels (``dynamic_int8``,
-``static_int8``: ``quantized::linear_dynamic`` and friends have no ONNX form in torch's exporter), and a
-variant ONNX Runtime's CPU provider has no kernel for (bf16, some fp16 ops). ``ort_int8`` is the deployable
-int8: the float graph quantized by ONNX Runtime itself.
+What cannot export, and why (the export check records the op): a model holding torch.ao quantized modules
+(``quantized::linear_dynamic`` has no ONNX form; no method makes them since the int8 methods moved to ONNX Runtime),
+bfloat16 weights (no CPU kernels in ONNX Runtime) and the fbank student (``STFT`` of complex type). The int8
+methods (``dynamic_int8``, ``static_int8``, ``ort_int8``) are ONNX graphs already: the chain's float model
+exported here, then quantized by ONNX Runtime (:func:`quantize_dynamic_graph`, :func:`quantize_static_graph`).
 """
 
 from __future__ import annotations
@@ -125,6 +126,18 @@ def export_onnx(model: torch.nn.Module, path: str | Path, variant: str, opset: i
     except Exception as err:  # the exporter raises many types; each one means this variant does not export
         Path(path).unlink(missing_ok=True)
         raise ExportError(variant, failing_op(err), str(err).splitlines()[0] if str(err) else type(err).__name__) from err
+    _strip_doc_strings(path)
+
+
+def _strip_doc_strings(path: str | Path) -> None:
+    """The exporter writes each node's Python source location into the graph: not part of the model, and about
+    half the file of a small one."""
+    import onnx
+
+    graph = onnx.load(str(path))
+    for node in graph.graph.node:
+        node.doc_string = ""
+    onnx.save(graph, str(path))
 
 
 def session(path: str | Path, threads: int, variant: str = "?"):
@@ -142,18 +155,46 @@ def session(path: str | Path, threads: int, variant: str = "?"):
         raise ExportError(variant, failing_op(err), str(err).splitlines()[0]) from err
 
 
-def quantize_int8(float_path: str | Path, out_path: str | Path) -> None:
-    """ONNX Runtime's dynamic int8 quantization: int8 weights of every MatMul/Gemm with a constant weight
-    (the Transformer's and the head's linear layers), activations quantized per call (uint8). Convolutions
-    stay float: ONNX Runtime's dynamic ConvInteger is slower on x86 than its float Conv."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
+def _without_root_warnings(run) -> None:
     logging.disable(logging.WARNING)  # "please run pre-processing" (shape inference), logged on the root logger
     try:
-        quantize_dynamic(str(float_path), str(out_path), weight_type=QuantType.QInt8,
-                         op_types_to_quantize=["MatMul", "Gemm"], extra_options={"MatMulConstBOnly": True})
+        run()
     finally:
         logging.disable(logging.NOTSET)
+
+
+def quantize_dynamic_graph(float_path: str | Path, out_path: str | Path, per_channel: bool) -> None:
+    """ONNX Runtime's dynamic int8 quantization: int8 weights (per tensor or per output channel) of every
+    MatMul/Gemm with a constant weight (the Transformer's and the head's linear layers), activations quantized per
+    call (uint8). Convolutions stay float: ONNX Runtime's dynamic ConvInteger is slower on x86 than its float Conv."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    _without_root_warnings(lambda: quantize_dynamic(
+        str(float_path), str(out_path), weight_type=QuantType.QInt8, per_channel=per_channel,
+        op_types_to_quantize=["MatMul", "Gemm"], extra_options={"MatMulConstBOnly": True}))
+
+
+def quantize_static_graph(float_path: str | Path, out_path: str | Path, calibration: Sequence[np.ndarray]) -> None:
+    """ONNX Runtime's static int8 quantization (QDQ graph): the same MatMul/Gemm weights, int8 per output channel;
+    their uint8 activations get fixed ranges, the min/max over ``calibration`` (model inputs, batch of one each).
+    ``reduce_range``: 7-bit weights, so the u8s8 products of x86 CPUs without VNNI cannot saturate (torch's x86
+    qconfig did the same)."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static,
+    )
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.inputs = iter(calibration)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            values = next(self.inputs, None)
+            return None if values is None else {"input_values": values.astype(np.float32)}
+
+    _without_root_warnings(lambda: quantize_static(
+        str(float_path), str(out_path), Reader(), quant_format=QuantFormat.QDQ, op_types_to_quantize=["MatMul", "Gemm"],
+        per_channel=True, reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+        calibrate_method=CalibrationMethod.MinMax, extra_options={"MatMulConstBOnly": True}))
 
 
 class OnnxCTCModel(torch.nn.Module):

@@ -172,27 +172,26 @@ for _name in ("fp16", "bf16"):
         training="never",
     ))
 
+# The int8 conversions run on ONNX Runtime (compression/quantization.py says why): the chain's float model is
+# exported, then quantized as a graph; the variant decodes and is costed as that graph, on the CPU.
 register(Method(
     name="dynamic_int8",
-    description="PTQ: dynamic int8 quantization of nn.Linear (torch.ao quantize_dynamic; torchao int8 "
-                "kernels when loaded on CUDA)",
+    description="PTQ (E1): dynamic int8 of every Linear, int8 weights per tensor, activations quantized per call "
+                "(as torch's quantize_dynamic), on ONNX Runtime",
     family="quantization",
-    finalize=quantization.dynamic_int8,
-    restructure=quantization.dynamic_int8,
-    # WER comes from the CPU kernels the method names; load_variant(dir, "cuda") still gets torchao's
-    # kernels through ``accelerate`` (timing), whose numerics differ slightly.
-    accelerate=quantization.accelerate_dynamic_int8,
+    onnx_convert=quantization.ort_dynamic_int8,
+    version=2,  # 1: torch.ao quantize_dynamic (fbgemm), deprecated by torch
     training="never",
     cpu_only=True,
 ))
 
 register(Method(
     name="static_int8",
-    description="PTQ: static int8 nn.Linear (per-channel int8 weights, int8 activations calibrated on "
-                "training utterances; torch.ao eager mode, x86 qconfig)",
+    description="PTQ (E1): static int8 of every Linear, int8 weights per output channel, uint8 activation ranges "
+                "calibrated on training utterances, on ONNX Runtime (QDQ)",
     family="quantization",
-    finalize=quantization.static_int8,
-    restructure=quantization.static_int8_structure,
+    onnx_convert=quantization.ort_static_int8,
+    version=2,  # 1: torch.ao eager static quantization (x86 qconfig), deprecated by torch
     params={"calibration_utterances": 32},
     check=check_static_int8,
     training="never",
@@ -202,10 +201,10 @@ register(Method(
 
 register(Method(
     name="ort_int8",
-    description="ONNX Runtime dynamic int8: the variant exported to ONNX, int8 weights of every MatMul/Gemm, "
-                "activations quantized per call (onnxruntime.quantization), decoded by ONNX Runtime on the CPU",
+    description="ONNX Runtime's recommended dynamic int8: int8 weights per output channel, activations quantized per "
+                "call; chainable after any float method (the deployable int8 number)",
     family="quantization",
-    runtime="onnxruntime",  # the store exports and quantizes after the chain's other steps (deploy.py)
+    onnx_convert=quantization.ort_int8,
     training="never",
     cpu_only=True,
 ))
@@ -330,6 +329,7 @@ register(Method(
     restructure=distillation.restructure_student,
     train=distillation.train_student,
     params=DISTILLATION_PARAMS,
+    not_exportable_with={"frontend": "fbank"},  # torch's exporter has no STFT of complex type
     training="required",
     needs_data=True,
     check=check_distillation,

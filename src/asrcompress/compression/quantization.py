@@ -2,27 +2,27 @@
 
 - ``fp16`` / ``bf16``: the whole model cast (E1's fp16 point). torch 2.9.1 has CPU kernels for every
   op wav2vec2-style models use in either dtype (conv1d, layer and group norm, SDPA attention, GELU).
-- ``dynamic_int8``: int8 weights, activations quantized on the fly per batch (E1, torch.ao CPU kernels).
-- ``static_int8``: int8 weights per output channel and int8 activations with ranges observed on
-  training utterances beforehand (eager-mode torch.ao: QuantStub/DeQuantStub around every Linear).
+- ``dynamic_int8`` / ``ort_int8``: int8 weights (per tensor / per channel), activations quantized on the fly
+  (E1), on ONNX Runtime.
+- ``static_int8``: int8 weights per output channel and int8 activations with ranges observed on training
+  utterances beforehand, on ONNX Runtime (a QDQ graph).
 - ``qat``: weight-only, per-output-channel symmetric b-bit fake quantization with a straight-through
   estimator (E3, USM-Lite); without recovery steps it is round-to-nearest weight-only PTQ.
 
-The project pins torch 2.9.1, whose eager torch.ao.quantization still works but warns on every
-call that it is deprecated (torch says: removed in 2.10); the int8 methods need that pin.
+None of them uses torch's deprecated eager torch.ao.quantization (see "Post-training int8" below).
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import logging
-import warnings
-from typing import Any, Callable, Iterator
+from pathlib import Path
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 
+from ..deploy import quantize_dynamic_graph, quantize_static_graph
 from ..errors import PipelineError
 from .pruning import prunable_weights
 
@@ -31,32 +31,6 @@ log = logging.getLogger(__name__)
 
 def _torchao_available() -> bool:
     return importlib.util.find_spec("torchao") is not None
-
-
-@contextlib.contextmanager
-def _quiet_torch_ao(uncalibrated_ok: bool = False) -> Iterator[None]:
-    """Silence torch.ao warnings that say nothing about this run: the 2.9 deprecation notice (repeated
-    on every call), the ``reduce_range`` notice of the x86 qconfig, and, when rebuilding a saved
-    model whose scales the state dict then overwrites (``uncalibrated_ok``), observers that saw no data.
-    During real calibration that last warning stays: it would mean a Linear never ran."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="torch.ao.quantization is deprecated")
-        warnings.filterwarnings("ignore", message="Please use quant_min and quant_max")
-        if uncalibrated_ok:
-            warnings.filterwarnings("ignore", message="must run observer before calling calculate_qparams")
-        yield
-
-
-def _replace_children(model: torch.nn.Module, select: Callable[[torch.nn.Module], bool],
-                      build: Callable[[torch.nn.Module], torch.nn.Module]) -> list[torch.nn.Module]:
-    """Swap every child module ``select`` picks for ``build(child)``; returns the new modules."""
-    built = []
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if select(child):
-                built.append(build(child))
-                setattr(parent, name, built[-1])
-    return built
 
 
 # ----------------------------------------------------------------------------------------------
@@ -77,112 +51,44 @@ to_bf16 = _cast(torch.bfloat16)
 
 
 # ----------------------------------------------------------------------------------------------
-# Post-training int8
+# Post-training int8, on ONNX Runtime
+#
+# torch's eager int8 (torch.ao.quantization: quantize_dynamic, QuantStub/prepare/convert) is deprecated and
+# announced for removal. Its successor, torchao's quantize_ configs, has no fast CPU kernel in eager mode
+# (Int8DynamicActivationInt8WeightConfig ran a wav2vec2-base 19x slower than float on 2 AVX2 cores, torch 2.9.1,
+# torchao 0.15; fast only under torch.compile, about a minute per process for the demo model). ONNX Runtime's
+# quantization is maintained and runs int8 MatMuls on x86 CPUs: the int8 methods export the chain's float model
+# and quantize the graph (the store calls ``onnx_convert``; the variant decodes through deploy.OnnxCTCModel).
+# What they quantize: every MatMul/Gemm with a constant weight, the Linear layers torch's methods quantized; the
+# convolutions stay float.
 
 
-def _dynamically_quantized_linear() -> type:
-    from torch.ao.nn.quantized.dynamic import Linear
-
-    return Linear
+def _record(context: Any, **meta: Any) -> None:
+    context.meta.update({"runtime": "onnxruntime", **meta})
 
 
-def dynamic_int8(model: torch.nn.Module, _level: Any, _params: dict[str, Any], _context: Any = None) -> torch.nn.Module:
-    """int8 weights, activations quantized on the fly, for every ``nn.Linear`` (CPU kernels)."""
-    from torch.ao.quantization import quantize_dynamic
-
-    with _quiet_torch_ao():
-        return quantize_dynamic(model.to("cpu").eval(), {torch.nn.Linear}, dtype=torch.qint8)
+def ort_dynamic_int8(float_path: Path, out_path: Path, _params: dict[str, Any], context: Any) -> None:
+    """E1's dynamic int8 as torch's quantize_dynamic made it: int8 weights per tensor, activations per call."""
+    _record(context, weights="int8, per tensor", activations="uint8, dynamic")
+    quantize_dynamic_graph(float_path, out_path, per_channel=False)
 
 
-def torchao_int8_dynamic(model: torch.nn.Module) -> torch.nn.Module:
-    """Replace torch.ao's CPU-only dynamic int8 Linear layers by torchao int8-dynamic-activation /
-    int8-weight ones, which also run on CUDA. The float weights are gone from a saved variant, so
-    torchao re-quantizes the stored int8 weights (per row instead of per tensor) and quantizes
-    activations per token instead of per batch: close to, not bit-identical with, the CPU kernels."""
-    from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
-
-    device = next(model.parameters()).device
-
-    def dequantized(layer: torch.nn.Module) -> torch.nn.Linear:
-        bias = layer.bias()
-        linear = torch.nn.Linear(layer.in_features, layer.out_features, bias=bias is not None, device=device)
-        with torch.no_grad():
-            linear.weight.copy_(layer.weight().dequantize())
-            if bias is not None:
-                linear.bias.copy_(bias)
-        return linear
-
-    swapped = _replace_children(model, lambda m: isinstance(m, _dynamically_quantized_linear()), dequantized)
-    chosen = {id(m) for m in swapped}
-    quantize_(model, Int8DynamicActivationInt8WeightConfig(set_inductor_config=False),
-              filter_fn=lambda module, _fqn: id(module) in chosen)
-    return model
+def ort_int8(float_path: Path, out_path: Path, _params: dict[str, Any], context: Any) -> None:
+    """ONNX Runtime's recommended dynamic int8: int8 weights per output channel, activations per call."""
+    _record(context, weights="int8, per channel", activations="uint8, dynamic")
+    quantize_dynamic_graph(float_path, out_path, per_channel=True)
 
 
-def accelerate_dynamic_int8(model: torch.nn.Module, _level: Any, _params: dict[str, Any],
-                             _meta: dict[str, Any]) -> torch.nn.Module:
-    if not torch.cuda.is_available():
-        return model
-    if not _torchao_available():
-        raise PipelineError("dynamic_int8 on CUDA needs torchao (torch.ao's dynamic int8 kernels are CPU-only)")
-    return torchao_int8_dynamic(model)
+def ort_static_int8(float_path: Path, out_path: Path, params: dict[str, Any], context: Any) -> None:
+    """Static int8: activation ranges (min/max) observed on ``calibration_utterances`` training utterances (the
+    same ones every run), int8 weights per output channel, a QDQ graph."""
+    from ..decoding import model_inputs
 
-
-# x86 qconfig: weights int8 per output channel (symmetric), activations uint8 per tensor from a
-# histogram observer, with the range reduced to 7 bits so that CPUs without VNNI cannot overflow.
-STATIC_QCONFIG = "x86"
-CALIBRATION_BATCH_SECONDS = 60.0  # padded audio per calibration forward pass (memory, not accuracy)
-
-
-def _static_int8(model: torch.nn.Module, calibrate: Callable[[torch.nn.Module], None] | None) -> torch.nn.Module:
-    """QuantStub/DeQuantStub around every ``nn.Linear``, observers, ``calibrate`` (forward passes), convert.
-
-    Everything outside the Linear layers keeps seeing float activations. Without ``calibrate`` this
-    builds the same quantized modules with placeholder scales (``restructure``: the state dict
-    brings the calibrated ones)."""
-    from torch.ao.quantization import QuantWrapper, convert, get_default_qconfig, prepare
-
-    model = model.to("cpu").eval()
-    qconfig = get_default_qconfig(STATIC_QCONFIG)
-
-    def wrap(linear: torch.nn.Module) -> torch.nn.Module:
-        wrapper = QuantWrapper(linear)
-        wrapper.qconfig = qconfig
-        return wrapper
-
-    with _quiet_torch_ao(uncalibrated_ok=calibrate is None):
-        if not _replace_children(model, lambda m: type(m) is torch.nn.Linear, wrap):
-            raise PipelineError("static_int8: the model has no nn.Linear layer to quantize")
-        prepare(model, inplace=True)
-        if calibrate is not None:
-            with torch.no_grad():
-                calibrate(model)
-        convert(model, inplace=True)
-    return model
-
-
-def _calibration_passes(context: Any, count: int) -> Callable[[torch.nn.Module], None]:
-    from ..decoding import length_sorted_batches, model_inputs
-
-    def calibrate(model: torch.nn.Module) -> None:
-        waves = context.calibration_waves(count)
-        budget = int(CALIBRATION_BATCH_SECONDS * context.sample_rate)
-        for batch in length_sorted_batches([len(w) for w in waves], budget):
-            model(**model_inputs(context.processor, [waves[i] for i in batch], context.sample_rate))
-
-    return calibrate
-
-
-def static_int8(model: torch.nn.Module, _level: Any, params: dict[str, Any], context: Any) -> torch.nn.Module:
-    """Calibrated on ``params["calibration_utterances"]`` training utterances (the same ones every run)."""
     count = int(params["calibration_utterances"])
-    context.meta["calibration_utterances"] = count
-    return _static_int8(model, _calibration_passes(context, count))
-
-
-def static_int8_structure(model: torch.nn.Module, _level: Any, _params: dict[str, Any],
-                           _meta: dict[str, Any]) -> torch.nn.Module:
-    return _static_int8(model, None)
+    waves = context.calibration_waves(count)
+    inputs = [model_inputs(context.processor, [wave], context.sample_rate)["input_values"].numpy() for wave in waves]
+    _record(context, weights="int8, per channel", activations="uint8, static (min/max)", calibration_utterances=count)
+    quantize_static_graph(float_path, out_path, inputs)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -157,7 +157,16 @@ class Method:
     check: Callable[[Any, dict, str], None] | None = None  # extra config checks (level with params)
     accelerate: Restructure | None = None  # swaps in GPU kernels (torchao, semi-structured sparse) on CUDA
     reshapes: bool = False  # removes, renames or wraps modules (or builds a new model): first in a chain only
-    runtime: str = "torch"  # "onnxruntime": the variant is stored and decoded as an ONNX graph (deploy.py)
+    # (float ONNX path, out path, params, context): makes the variant an ONNX Runtime graph (store, deploy.py)
+    onnx_convert: Callable[[Any, Any, dict, "CompressionContext"], None] | None = None
+    version: int = 1  # of its implementation: a new version rebuilds its variants (compress params, card.json)
+    # Parameter values whose model has no ONNX export (checked when an ONNX Runtime conversion follows it)
+    not_exportable_with: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def runtime(self) -> str:
+        """What runs its variants: "torch", or "onnxruntime" when it converts them to an ONNX graph."""
+        return "torch" if self.onnx_convert is None else "onnxruntime"
 
     def parse_level(self, raw: Any, key: str) -> Level | None:
         if self.level is None:
@@ -321,6 +330,11 @@ class Variant:
         return any(get(s.method).cpu_only for s in self.steps)
 
     @property
+    def versions(self) -> dict[str, int]:
+        """Each step method's implementation version (card.json; the compress rule's params, so a new one rebuilds)."""
+        return {s.method: get(s.method).version for s in self.steps}
+
+    @property
     def runtime(self) -> str:
         """What runs it: "torch", or "onnxruntime" when its last step converts it to an ONNX graph."""
         return get(self.steps[-1].method).runtime
@@ -359,6 +373,12 @@ def _check_chain(steps: tuple[Step, ...], recovery: Recovery | None, key: str) -
         if method.training == "never":
             raise ConfigError(f"{key}.then", f"'{method.name}' converts the model for deployment and must be the "
                                              "last step of a chain")
+    if methods[-1].runtime == "onnxruntime":
+        for position, (step, method) in enumerate(zip(steps[:-1], methods[:-1])):
+            blocking = {k: v for k, v in method.not_exportable_with.items() if step.param_dict.get(k) == v}
+            if blocking:
+                raise ConfigError(f"{key}.then", f"'{methods[-1].name}' runs an ONNX graph, and '{method.name}' with "
+                                                 f"{blocking} has no ONNX export (see docs/compression.md)")
     trained_by_itself = [m.name for m in methods if m.train is not None]
     if len(trained_by_itself) > 1:
         raise ConfigError(key, f"{', '.join(trained_by_itself)} each bring their own training: chain at most one")

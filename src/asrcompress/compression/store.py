@@ -18,7 +18,7 @@ import torch
 
 from .. import distributed
 from ..decoding import model_dtype
-from ..deploy import ONNX_FILE, OnnxCTCModel, export_onnx, onnx_weight_bytes, quantize_int8
+from ..deploy import ONNX_FILE, OnnxCTCModel, export_onnx, onnx_weight_bytes
 from ..cost import cost_input, count_parameters, directory_bytes, measure_cost, packed_bytes
 from ..io import atomic_directory, read_json, write_json
 from ..models import load_pretrained_dir, save_model_dir
@@ -121,6 +121,7 @@ def compress(
             "method": variant.method,
             "level": variant.level,
             "recipe": variant.to_json(),
+            "method_versions": variant.versions,
             "steps_meta": metas,
             "storage": storage,
             "cpu_only": cpu_only,
@@ -130,7 +131,8 @@ def compress(
         }
         if variant.runtime == "onnxruntime":
             card["runtime"] = "onnxruntime"
-            _write_onnx_int8(model, staging, variant.id)
+            context.meta = metas[-1]
+            _write_graph(model, variant, context, staging)
         write_json(staging / CARD, card)
         loaded, _, _ = load_variant(staging)
         torch_model = loaded.reference if isinstance(loaded, OnnxCTCModel) else loaded
@@ -159,11 +161,24 @@ def compress(
     return card
 
 
-def _write_onnx_int8(model: torch.nn.Module, staging: Path, variant_id: str) -> None:
-    """The float graph of the built model, quantized by ONNX Runtime into ``model.onnx``."""
+def runtime_model(model: torch.nn.Module, variant: Variant, context: CompressionContext, metas: list[dict[str, Any]],
+                  folder: Path) -> torch.nn.Module:
+    """What runs a variant built in memory (benchmarks): ``model`` itself, or, for a method that converts it to an
+    ONNX Runtime graph, that graph (written into ``folder``) behind the CTC interface."""
+    if variant.runtime != "onnxruntime":
+        return model
+    context.meta = metas[-1]
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_graph(model, variant, context, folder)
+    return OnnxCTCModel(folder / ONNX_FILE, model, torch.get_num_threads(), variant.id)
+
+
+def _write_graph(model: torch.nn.Module, variant: Variant, context: CompressionContext, staging: Path) -> None:
+    """The built model as a float ONNX graph, converted by the last step (ONNX Runtime int8) into ``model.onnx``."""
     float_path = staging / "model.float.onnx"
-    export_onnx(model, float_path, variant_id)
-    quantize_int8(float_path, staging / ONNX_FILE)
+    export_onnx(model, float_path, variant.id)
+    last = variant.steps[-1]
+    get(last.method).onnx_convert(float_path, staging / ONNX_FILE, last.param_dict, context)
     float_path.unlink()
 
 
