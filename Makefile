@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CORES ?= all
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-methods test install lint dag clean
+.PHONY: demo demo-methods test install lint dag clean check-newest-torch
 
 $(STAMP): pyproject.toml requirements/lock.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,15 @@ demo-methods: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests
+
+# The quantization, export and cost tests on the newest torch the package index serves (not the lock's), in a venv
+# of its own: torchaudio has no wheel for it, and those tests do not need one.
+NEWEST_TORCH ?= 2.14.1
+check-newest-torch:
+	test -x .venv-newest/bin/python || $(PYTHON) -m venv .venv-newest
+	.venv-newest/bin/python -m pip install --quiet "torch==$(NEWEST_TORCH)" torchao "transformers>=4.45,<6" onnx onnxscript \
+		onnxruntime pytest pyyaml soundfile numpy jsonschema pandas scipy jiwer hypothesis audiomentations kenlm pygtrie
+	PYTHONPATH=src .venv-newest/bin/python -m pytest tests/test_quantization.py tests/test_deploy.py tests/test_cost.py
 
 lint: $(STAMP)
 	$(BIN)/snakemake --lint

@@ -66,7 +66,7 @@ from asrcompress.compression.store import CARD, compress, load_variant  # noqa: 
 from asrcompress.decoding import (  # noqa: E402
     decode_test_set, greedy_ctc, ids_to_text, length_sorted_batches, model_inputs, pick_device, transcribe,
 )
-from asrcompress.deploy import ONNX_FILE, OnnxCTCModel  # noqa: E402
+from asrcompress.deploy import ONNX_FILE, OnnxCTCModel, quantize_dynamic_graph  # noqa: E402
 from asrcompress.export import export_variant  # noqa: E402
 from asrcompress.io import read_json, write_json  # noqa: E402
 from asrcompress.manifest import Utterance, read_manifest, resolve_audio, write_manifest  # noqa: E402
@@ -81,6 +81,7 @@ JOB_GOAL = 1.3  # (b) job wall / (forward + start-up)
 GPU_GOAL = 50.0  # (c)
 ORT_GOAL = 1.3  # (d) issue #17: decode.backend onnxruntime / naive speed, identical transcripts
 ORT_PATH = "decode.backend onnxruntime (`transcribe` on the exported graph, utterances unpadded side by side)"
+ORT_INT8_PATH = "the same graph quantized as `ort_int8` (int8 weights per channel; a different model, not exact)"
 
 
 # ---------------------------------------------------------------- timing
@@ -368,7 +369,8 @@ def _sorted(lengths: Sequence[int]) -> list[int]:
 
 
 def make_paths(model, processor, pipe, device: torch.device, args: argparse.Namespace,
-               onnx_model: OnnxCTCModel | None = None) -> dict[str, Callable[..., Pass]]:
+               onnx_model: OnnxCTCModel | None = None,
+               int8_model: OnnxCTCModel | None = None) -> dict[str, Callable[..., Pass]]:
     """Each path decodes a list of waves and says how long it took (and how long its forward calls took)."""
     max_samples = int(args.batch_seconds * RATE)
 
@@ -393,14 +395,19 @@ def make_paths(model, processor, pipe, device: torch.device, args: argparse.Name
         return lambda waves, keep_logits: prototype(model, processor, waves, batcher([len(w) for w in waves]), device,
                                                     exact)
 
-    def onnxruntime(waves: list[np.ndarray], keep_logits: bool) -> Pass:
-        (hypotheses, _), seconds = _timed(device, lambda: transcribe(onnx_model, processor, waves, RATE,
-                                                                     args.batch_seconds, device))
-        return Pass(hypotheses, seconds, seconds, batches=1, padded_samples=sum(len(w) for w in waves))
+    def graph(runner: OnnxCTCModel) -> Callable[..., Pass]:
+        def run(waves: list[np.ndarray], keep_logits: bool) -> Pass:
+            (hypotheses, _), seconds = _timed(device, lambda: transcribe(runner, processor, waves, RATE,
+                                                                         args.batch_seconds, device))
+            return Pass(hypotheses, seconds, seconds, batches=1, padded_samples=sum(len(w) for w in waves))
+
+        return run
 
     paths = {"naive": naive, "ours": ours}
     if onnx_model is not None:
-        paths[ORT_PATH] = onnxruntime
+        paths[ORT_PATH] = graph(onnx_model)
+    if int8_model is not None:
+        paths[ORT_INT8_PATH] = graph(int8_model)
     if not args.no_prototypes:
         bounded = lambda lengths: bounded_batches(lengths, max_samples, args.max_padding)  # noqa: E731
         paths[f"bounded padding (<= {args.max_padding:.0%}), plain HF forward"] = proto(bounded, "")
@@ -596,14 +603,16 @@ def main() -> None:
         shape = (f"{mc.num_hidden_layers} x {mc.hidden_size}, {len(mc.conv_dim)}-layer conv frontend (feat_extract_norm "
                  f"{mc.feat_extract_norm!r}), vocabulary {mc.vocab_size}, "
                  f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, attention {mc._attn_implementation}")
-        onnx_model, export = None, None
+        onnx_model, int8_model, export = None, None, None
         if device.type == "cpu" and not args.no_onnx:
             log("exporting the variant to ONNX and checking it on the set")
             export = export_variant(variant, str(manifest), tmp / "onnx", RATE, check_utterances=len(waves),
                                     cost_seconds=1.0, cost_repeats=1, threads=args.threads)
             torch.set_num_threads(args.threads)
             onnx_model = OnnxCTCModel(tmp / "onnx" / ONNX_FILE, model, args.threads)
-        paths = make_paths(model, processor, pipe, device, args, onnx_model)
+            quantize_dynamic_graph(tmp / "onnx" / ONNX_FILE, tmp / "int8.onnx", per_channel=True)
+            int8_model = OnnxCTCModel(tmp / "int8.onnx", model, args.threads)
+        paths = make_paths(model, processor, pipe, device, args, onnx_model, int8_model)
         shortest = [waves[min(range(len(waves)), key=lambda i: lengths[i])]]
         for run in paths.values():  # warm-up
             run(shortest, False)
