@@ -21,7 +21,7 @@ from slurm_cluster import NODE_CPUS, NODE_MEMORY_MB, PARTITION, SlurmCluster, st
 from workflow_utils import REPO, SNAKEMAKE, planned_jobs, tiny_config, workflow_copy
 
 # Columns that measure this run's machine (wall time, latency) rather than the results.
-TIMING_COLUMNS = ["rtf", "decode_wall_s", "cpu_latency_ms", "cpu_rtf", "gpu_latency_ms"]
+TIMING_COLUMNS = ["rtf", "decode_wall_s", "cpu_latency_ms", "cpu_rtf", "gpu_latency_ms", "ort_latency_ms"]
 
 
 def profile_for_test_cluster(workdir: Path) -> Path:

@@ -42,6 +42,13 @@ def test_whole_dag_produces_the_table_and_figures(finished_run):
     assert per_variant.loc[chained, "parameters"] < per_variant.loc["none", "parameters"]
     assert per_variant.loc[chained, "recovery_steps"] == 2 and per_variant.loc["none", "recovery_steps"] == 0
     assert per_variant.loc["dynamic_int8", "packed_mb"] < 0.6 * per_variant.loc["none", "packed_mb"]  # convs stay fp32
+    # every variant through the export stage: the int8 ones are ONNX Runtime graphs already and decode there
+    assert (per_variant["ort_latency_ms"] > 0).all()
+    graphs = {"dynamic_int8", chained}
+    assert set(per_variant.loc[sorted(graphs), "onnx_status"]) == {"native"}
+    assert set(per_variant.drop(index=sorted(graphs))["onnx_status"]) <= {"ok", "mismatch"}  # tiny: near-ties
+    assert (table[table["variant"].isin(graphs)]["backend"] == "onnxruntime").all()
+    assert (table[~table["variant"].isin(graphs)]["backend"] == "torch").all()
     assert (table["n_utts"] == config["corpus"]["demo"]["splits"]["test"]["n_utterances"]).all()
     noisy = table[table["kind"] == "noise"]
     assert (noisy["snr_db_measured"] - noisy["snr_db"]).abs().max() < 0.1
@@ -145,6 +152,22 @@ def test_same_config_gives_bitwise_identical_test_sets_and_wer(finished_run, tmp
     a = b[key].merge(pd.read_csv(finished_run / "results" / "tables" / "wer.csv")[columns], on=key, how="left")
     assert len(b) == 2 * 2 * 3
     pd.testing.assert_frame_equal(a, b, check_dtype=False)  # whole numbers read as int in the smaller table
+
+
+def test_onnxruntime_backend_decodes_from_the_exports(tmp_path):
+    """decode.backend onnxruntime: every decode job reads its variant's export folder."""
+    config = tiny_config()
+    config["decode"]["backend"] = "onnxruntime"
+    workdir = workflow_copy(tmp_path, config)
+    result = snakemake(workdir, "--rulegraph")
+    assert result.returncode == 0, result.stderr[-3000:]
+    edges = result.stdout
+    ids = dict((name, node) for node, name in __import__("re").findall(r'(\d+)\[label = "(\w+)"', edges))
+    assert f"{ids['export_onnx']} -> {ids['decode']}" in edges
+    config["onnx"] = {"export": False}
+    write_config(workdir, config)
+    result = snakemake(workdir, "--dry-run")
+    assert result.returncode != 0 and "decode.backend" in result.stdout + result.stderr
 
 
 def test_lint_is_clean():
