@@ -18,7 +18,7 @@ changes within seconds. Each variant's passes alternate with fp32's (``--rounds`
 speed-up compares the fastest of each, the passes the neighbours disturbed least.
 
 Usage: .venv/bin/python benchmarks/compression_benchmark.py [--threads 2] [--repeats 3] [--rounds 5]
-       [--shapes base,demo]
+       [--shapes base,demo] [--methods dynamic_int8,static_int8]
 Writes benchmarks/results/compression.md and prints it.
 """
 
@@ -79,6 +79,7 @@ def _half_the_layers(config: Any) -> int:
 CANDIDATES: tuple[Candidate, ...] = (
     Candidate("dynamic_int8"),
     Candidate("static_int8"),
+    Candidate("ort_int8"),
     Candidate("fp16"),
     Candidate("structured", 0.4, {"budget": "macs"}),
     Candidate("downsampling", 3, {"kind": "signal"}, name="downsampling_signal"),
@@ -261,7 +262,7 @@ def _benchmark_shape(spec: ModelSpec, folder: Path, args: argparse.Namespace,
 
     rows = [row(FP32, fp32_variant, fp32_model, fp32_metas)]
     skipped: dict[str, str] = {}
-    for candidate in CANDIDATES:
+    for candidate in [c for c in CANDIDATES if not args.methods or c.label in args.methods.split(",")]:
         try:
             variant, model, metas = _build(candidate, model_config, baseline, processor, args.threads)
         except Skipped as reason:
@@ -331,6 +332,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="passes alternating with fp32's, for the speed-up")
     parser.add_argument("--seconds", type=float, default=10.0, help="input length of every forward pass")
     parser.add_argument("--shapes", default="base,demo", help="comma-separated: base, demo")
+    parser.add_argument("--methods", default="", help="comma-separated candidate labels (default: all)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "compression.md")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=DeprecationWarning)  # torch.ao.quantization's move to torchao

@@ -225,6 +225,8 @@ class OnnxCTCModel(torch.nn.Module):
         if threads == self.threads:
             return
         self.threads = threads
+        if getattr(self, "_pool", None) is not None:
+            self._pool.shutdown()
         self._single = session(self.path, threads, self.variant)
         self._parallel = session(self.path, 1, self.variant) if threads > 1 else None
         self._pool = ThreadPoolExecutor(threads) if threads > 1 else None
