@@ -130,3 +130,16 @@ def test_training_jobs_ask_for_the_training_gpus_and_the_others_for_one_at_most(
     assert gpus[("compress", "model=tiny, variant=magnitude~0.5")] == 1  # no training: one GPU to time it
     assert gpus[("compress", "model=tiny, variant=dynamic_int8")] == 0  # CPU kernels only
     assert {g for (rule, _), g in gpus.items() if rule == "decode"} == {0, 1}
+
+
+def test_onnxruntime_decodes_hold_no_gpu(tmp_path):
+    """decode.backend onnxruntime runs on ONNX Runtime's CPU provider: its decode jobs ask for no GPU."""
+    from workflow_utils import tiny_config, workflow_copy
+
+    config = tiny_config()
+    config.update(gpus_per_job=1)
+    config["decode"]["backend"] = "onnxruntime"
+    jobs = _job_resources(workflow_copy(tmp_path, config))
+    decodes = [int(resources.get("gpu", 0)) for rule, _, resources in jobs if rule == "decode"]
+    assert decodes and set(decodes) == {0}
+    assert any(int(resources.get("gpu", 0)) == 1 for rule, _, resources in jobs if rule == "compress")

@@ -47,6 +47,8 @@ def test_whole_dag_produces_the_table_and_figures(finished_run):
     graphs = {"dynamic_int8", chained}
     assert set(per_variant.loc[sorted(graphs), "onnx_status"]) == {"native"}
     assert set(per_variant.drop(index=sorted(graphs))["onnx_status"]) <= {"ok", "mismatch"}  # tiny: near-ties
+    record = json.loads((finished_run / "results" / "onnx" / "tiny" / "none" / "export.json").read_text())
+    assert record["max_logit_diff"] < 1e-4 and record["transcripts_checked"] > 0
     assert (table[table["variant"].isin(graphs)]["backend"] == "onnxruntime").all()
     assert (table[~table["variant"].isin(graphs)]["backend"] == "torch").all()
     assert (table["n_utts"] == config["corpus"]["demo"]["splits"]["test"]["n_utterances"]).all()

@@ -190,8 +190,11 @@ def variant_of(wildcards):
 
 
 def variant_params(wildcards):
-    """The recipe that makes this variant: steps with their resolved parameters, and recovery."""
-    return variant_of(wildcards).to_json()
+    """The recipe that makes this variant: steps with their resolved parameters, and recovery; and the versions
+    of its methods' implementations beyond the first, so a new implementation rebuilds only its own variants."""
+    variant = variant_of(wildcards)
+    newer = {method: version for method, version in variant.versions.items() if version > 1}
+    return {**variant.to_json(), **({"versions": newer} if newer else {})}
 
 
 # How many GPUs a training job spreads over is the job's resource, not part of its recipe: changing it reruns
@@ -232,8 +235,10 @@ def compress_gpus(wildcards):
 
 
 def decode_gpus(wildcards):
-    """Variants whose kernels exist on the CPU only (dynamic int8) decode there, without holding a GPU."""
-    return 0 if variant_of(wildcards).cpu_only else GPUS_PER_JOB
+    """Variants whose kernels exist on the CPU only (the int8 graphs) decode there, without holding a GPU; so does
+    every variant under decode.backend onnxruntime (the CPU provider; a variant whose export failed falls back to
+    torch on the CPU too)."""
+    return 0 if variant_of(wildcards).cpu_only or DECODE_BACKEND == "onnxruntime" else GPUS_PER_JOB
 
 
 # Scoring takes seconds, and so does a CPU decode of a small test set: on a cluster, a CPU decode job and the

@@ -10,7 +10,6 @@ rule compress:
         directory("results/variants/{model}/{variant}"),
     params:
         recipe=variant_params,
-        method_versions=lambda wildcards: variant_of(wildcards).versions,  # a new implementation rebuilds
         training=variant_training,
         cost=config["cost"],
         sample_rate=config["sample_rate"],

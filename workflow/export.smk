@@ -14,7 +14,7 @@ rule export_onnx:
         onnx=config["onnx"],
         cost=config["cost"],
         sample_rate=config["sample_rate"],
-    threads: 1
+    threads: config["cost"]["threads"]  # the latencies are timed on cost.threads, as the compress job's are
     resources:
         mem_mb=scaled_memory(4000),
     group:

@@ -156,11 +156,12 @@ def session(path: str | Path, threads: int, variant: str = "?"):
 
 
 def _without_root_warnings(run) -> None:
-    logging.disable(logging.WARNING)  # "please run pre-processing" (shape inference), logged on the root logger
+    previous = logging.root.manager.disable
+    logging.disable(max(previous, logging.WARNING))  # "please run pre-processing" (shape inference), on the root
     try:
         run()
     finally:
-        logging.disable(logging.NOTSET)
+        logging.disable(previous)
 
 
 def quantize_dynamic_graph(float_path: str | Path, out_path: str | Path, per_channel: bool) -> None:
@@ -202,9 +203,10 @@ class OnnxCTCModel(torch.nn.Module):
 
     ``reference`` is the torch variant the graph was exported from: it gives the frame count per utterance,
     the config and the MACs, and is never run. Each utterance of a batch runs unpadded (its samples from
-    ``sample_lengths``), so a batch gives what batches of one give, whatever the front end's norm; with
-    several threads the utterances of a batch run side by side on one-thread sessions, which measured 3%
-    more throughput than one session using both threads (benchmarks/results/decode.md).
+    ``sample_lengths``), so a batch gives what batches of one give, whatever the front end's norm. With
+    several threads, the utterances of a batch run side by side on one one-thread session (ONNX Runtime's
+    ``run`` is thread-safe): on wav2vec2-base, 2 cores, that gave 3% more throughput than one session using
+    both threads (measured during issue 17); a batch of one runs on a session with all the threads.
     """
 
     runs_unpadded = True
@@ -231,6 +233,12 @@ class OnnxCTCModel(torch.nn.Module):
         self._parallel = session(self.path, 1, self.variant) if threads > 1 else None
         self._pool = ThreadPoolExecutor(threads) if threads > 1 else None
 
+    def close(self) -> None:
+        """Release the worker threads (the sessions go with the object)."""
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
     def _get_feat_extract_output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         return self.reference._get_feat_extract_output_lengths(lengths)
 
@@ -253,6 +261,23 @@ class OnnxCTCModel(torch.nn.Module):
         for i, output in enumerate(outputs):
             logits[i, : output.shape[1]] = output[0]
         return SimpleNamespace(logits=torch.from_numpy(logits))
+
+
+def check_graph(model: torch.nn.Module, path: str | Path, variant: str, atol: float = 1e-3) -> float:
+    """The largest absolute logit difference between ``model`` and its graph at ``path`` on 1 s of seeded noise;
+    an :class:`ExportError` when it exceeds ``atol`` (a graph that computes something else)."""
+    audio = torch.randn(1, EXPORT_SAMPLES, generator=torch.Generator().manual_seed(1)).to(_float_dtype(model))
+    graph = OnnxCTCModel(path, model, 1, variant)
+    try:
+        with torch.inference_mode():
+            expected = model(input_values=audio).logits.float()
+            got = graph(input_values=audio).logits.float()
+    except Exception as err:  # onnxruntime raises its own pybind types
+        raise ExportError(variant, failing_op(err), str(err).splitlines()[0] if str(err) else type(err).__name__) from err
+    diff = float((expected - got).abs().max()) if expected.shape == got.shape else float("inf")
+    if diff > atol:
+        raise ExportError(variant, "(whole graph)", f"its logits differ from the model's by {diff:.3g} > {atol:g}")
+    return diff
 
 
 def ort_forward_ms(model: OnnxCTCModel, input_values: torch.Tensor, threads: int, repeats: int) -> float:

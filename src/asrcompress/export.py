@@ -18,7 +18,7 @@ from .compression.store import load_variant
 from .cost import cost_input, cpu_forward_ms
 from .deploy import (
     EXPORT_RECORD, ONNX_FILE, OPSET, ExportCheck, ExportError, OnnxCTCModel, compare_transcripts, export_onnx,
-    ort_forward_ms,
+    failing_op, ort_forward_ms,
 )
 from .io import atomic_directory, read_json, write_json
 from .manifest import read_manifest, resolve_audio
@@ -39,7 +39,7 @@ def export_variant(
     name = card["variant"]
     audio = cost_input(sample_rate, cost_seconds)
     with atomic_directory(out_dir) as staging:
-        if isinstance(model, OnnxCTCModel):  # ort_int8: the variant is a graph already; only its latency is new
+        if isinstance(model, OnnxCTCModel):  # an int8 variant is a graph already (checked when made): its latency
             check = ExportCheck("native", name, ort_latency_ms=ort_forward_ms(model, audio, cost_threads, cost_repeats),
                                 onnx_bytes=model.path.stat().st_size)
         else:
@@ -54,12 +54,21 @@ def _export_and_check(model: torch.nn.Module, processor, name: str, path: Path, 
                       audio: torch.Tensor, opset: int, check_utterances: int, logits_atol: float, repeats: int,
                       cost_threads: int, threads: int) -> ExportCheck:
     try:
-        export_onnx(model, path, name, opset)
-        graph = OnnxCTCModel(path, model, threads, name)
-    except ExportError as err:
+        return _check(model, processor, name, path, manifest, sample_rate, audio, opset, check_utterances, logits_atol,
+                      repeats, cost_threads, threads)
+    except Exception as err:  # the exporter and onnxruntime raise many types; each means: this variant does not run
         path.unlink(missing_ok=True)
-        log.warning("%s", err)
-        return ExportCheck("failed", name, op=err.op, detail=err.detail)
+        failure = err if isinstance(err, ExportError) else ExportError(name, failing_op(err), str(err).splitlines()[0]
+                                                                       if str(err) else type(err).__name__)
+        log.warning("%s", failure)
+        return ExportCheck("failed", name, op=failure.op, detail=failure.detail)
+
+
+def _check(model: torch.nn.Module, processor, name: str, path: Path, manifest: str, sample_rate: int,
+           audio: torch.Tensor, opset: int, check_utterances: int, logits_atol: float, repeats: int,
+           cost_threads: int, threads: int) -> ExportCheck:
+    export_onnx(model, path, name, opset)
+    graph = OnnxCTCModel(path, model, threads, name)
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
     audio = audio.to(dtype)
     with torch.inference_mode():
@@ -72,6 +81,7 @@ def _export_and_check(model: torch.nn.Module, processor, name: str, path: Path, 
     status = "ok" if diff <= logits_atol and equal == len(waves) else "mismatch"
     torch_ms = statistics.median(cpu_forward_ms(model, audio, cost_threads, repeats))
     ort_ms = ort_forward_ms(graph, audio, cost_threads, repeats)
+    graph.close()
     return ExportCheck(status, name, max_logit_diff=diff, logits_atol=logits_atol, transcripts_equal=equal,
                        transcripts_checked=len(waves), ort_latency_ms=ort_ms, torch_latency_ms=torch_ms,
                        onnx_bytes=path.stat().st_size)
@@ -87,7 +97,7 @@ def onnx_runtime_model(model: torch.nn.Module, export_dir: str | os.PathLike[str
     if isinstance(model, OnnxCTCModel):
         return model
     check = read_export(export_dir)
-    if check.status != "ok":
+    if not check.usable:
         log.warning("variant %s: ONNX export %s%s: decoding with torch", check.variant, check.status,
                     f" (operator {check.op})" if check.op else "")
         return model

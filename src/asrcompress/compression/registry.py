@@ -374,7 +374,7 @@ def _check_chain(steps: tuple[Step, ...], recovery: Recovery | None, key: str) -
             raise ConfigError(f"{key}.then", f"'{method.name}' converts the model for deployment and must be the "
                                              "last step of a chain")
     if methods[-1].runtime == "onnxruntime":
-        for position, (step, method) in enumerate(zip(steps[:-1], methods[:-1])):
+        for step, method in zip(steps[:-1], methods[:-1]):
             blocking = {k: v for k, v in method.not_exportable_with.items() if step.param_dict.get(k) == v}
             if blocking:
                 raise ConfigError(f"{key}.then", f"'{methods[-1].name}' runs an ONNX graph, and '{method.name}' with "

@@ -18,7 +18,8 @@ import torch
 
 from .. import distributed
 from ..decoding import model_dtype
-from ..deploy import ONNX_FILE, OnnxCTCModel, export_onnx, onnx_weight_bytes
+from ..deploy import ONNX_FILE, OnnxCTCModel, check_graph, export_onnx, onnx_weight_bytes
+from ..errors import PipelineError
 from ..cost import cost_input, count_parameters, directory_bytes, measure_cost, packed_bytes
 from ..io import atomic_directory, read_json, write_json
 from ..models import load_pretrained_dir, save_model_dir
@@ -174,9 +175,11 @@ def runtime_model(model: torch.nn.Module, variant: Variant, context: Compression
 
 
 def _write_graph(model: torch.nn.Module, variant: Variant, context: CompressionContext, staging: Path) -> None:
-    """The built model as a float ONNX graph, converted by the last step (ONNX Runtime int8) into ``model.onnx``."""
+    """The built model as a float ONNX graph, checked against the model (the int8 graph it becomes cannot be: it
+    computes other numbers), then converted by the last step (ONNX Runtime int8) into ``model.onnx``."""
     float_path = staging / "model.float.onnx"
     export_onnx(model, float_path, variant.id)
+    check_graph(model, float_path, variant.id)
     last = variant.steps[-1]
     get(last.method).onnx_convert(float_path, staging / ONNX_FILE, last.param_dict, context)
     float_path.unlink()
@@ -216,11 +219,23 @@ def accelerate(model: torch.nn.Module, variant: Variant, metas: list[dict[str, A
     return model
 
 
+def _check_versions(variant_dir: Path, card: dict[str, Any]) -> None:
+    """A folder made by an older implementation of one of its methods (a card without ``method_versions`` is
+    version 1) cannot be read by this one: say so, rather than fail on the state dict's keys."""
+    built = card.get("method_versions") or {}
+    for method, version in Variant.from_json(card["recipe"]).versions.items():
+        if built.get(method, 1) != version:
+            raise PipelineError(f"{variant_dir}: made by version {built.get(method, 1)} of method {method!r}, which is "
+                                f"now version {version} (docs/compression.md): delete the folder, or rerun "
+                                "snakemake, which rebuilds it")
+
+
 def _load_cpu(variant_dir: str | os.PathLike[str]):
     from transformers import AutoConfig, AutoModelForCTC, Wav2Vec2Processor
 
     variant_dir = Path(variant_dir)
     card = read_json(variant_dir / CARD)
+    _check_versions(variant_dir, card)
     if card["storage"] == "pretrained":
         model, processor = load_pretrained_dir(variant_dir)
         return model.eval(), processor, card
@@ -231,7 +246,7 @@ def _load_cpu(variant_dir: str | os.PathLike[str]):
         restructure = get(step.method).restructure
         if restructure is not None:
             model = restructure(model, step.level, step.param_dict, meta)
-    # Our own file: quantized modules pickle packed parameters that weights_only refuses.
+    # Our own file, written by compress (a folder of an older method version was refused above).
     state = torch.load(variant_dir / STATE_DICT, map_location="cpu", weights_only=False)
     model.load_state_dict(state, strict=True)
     return model.eval(), processor, card
