@@ -95,7 +95,12 @@ def test_every_cluster_job_went_through_sbatch(cluster: SlurmCluster, cluster_ru
     assert len({job["JobName"] for job in finished}) == 1  # the plugin names every job by the run's id
     # SLURM wrote each job's log under the rule (or group) it ran.
     logs = {p.name for p in (workdir / ".snakemake" / "slurm_logs").iterdir()}
-    assert logs == {f"rule_{rule}" for rule in set(remote) - {"score", "decode"}} | {"group_evaluation_decode_score"}
+    grouped = {"score", "decode", "export_onnx"}
+    assert {name for name in logs if name.startswith("rule_")} == {f"rule_{rule}" for rule in set(remote) - grouped}
+    # a group job's folder names the rules of its jobs: every evaluation job ran in one, and only those
+    group_rules = {rule for name in logs if name.startswith("group_evaluation_")
+                   for rule in grouped if rule in name.removeprefix("group_evaluation_")}
+    assert group_rules == grouped and all(n.startswith(("rule_", "group_evaluation_")) for n in logs), logs
 
 
 @pytest.mark.slow
