@@ -32,6 +32,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
+from .decoding import model_dtype, transcribe
 from .errors import PipelineError
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,13 @@ class ExportError(PipelineError):
     def __init__(self, variant: str, op: str, detail: str) -> None:
         self.variant, self.op, self.detail = variant, op, detail
         super().__init__(f"variant {variant}: cannot run as ONNX: operator {op} ({detail})")
+
+    @classmethod
+    def of(cls, variant: str, error: BaseException) -> "ExportError":
+        """The exporter's or the runtime's ``error``, with the operator it names and its first line."""
+        if isinstance(error, ExportError):
+            return error
+        return cls(variant, failing_op(error), str(error).splitlines()[0] if str(error) else type(error).__name__)
 
 
 _OP_PATTERNS = (
@@ -90,10 +98,6 @@ class _LogitsOf(torch.nn.Module):
         return self.model(input_values=input_values).logits
 
 
-def _float_dtype(model: torch.nn.Module) -> torch.dtype:
-    return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
-
-
 @contextlib.contextmanager
 def _exporter_log_discarded() -> Iterator[None]:
     """The exporter's C++ logger writes the whole TorchScript graph to stdout when an op has no ONNX form (torch
@@ -111,7 +115,7 @@ def _exporter_log_discarded() -> Iterator[None]:
 
 def export_onnx(model: torch.nn.Module, path: str | Path, variant: str, opset: int = OPSET) -> None:
     """Write ``model`` as an ONNX graph at ``path``; an :class:`ExportError` names the op that cannot export."""
-    dtype = _float_dtype(model)
+    dtype = model_dtype(model)
     if dtype == torch.bfloat16:  # the exporter fails on it with a message naming no op (torch 2.9)
         raise ExportError(variant, "bfloat16 weights", "ONNX Runtime's CPU provider has no bfloat16 Conv or MatMul")
     example = torch.randn(1, EXPORT_SAMPLES, generator=torch.Generator().manual_seed(0)).to(dtype)
@@ -125,7 +129,7 @@ def export_onnx(model: torch.nn.Module, path: str | Path, variant: str, opset: i
             )
     except Exception as err:  # the exporter raises many types; each one means this variant does not export
         Path(path).unlink(missing_ok=True)
-        raise ExportError(variant, failing_op(err), str(err).splitlines()[0] if str(err) else type(err).__name__) from err
+        raise ExportError.of(variant, err) from err
     _strip_doc_strings(path)
 
 
@@ -152,7 +156,7 @@ def session(path: str | Path, threads: int, variant: str = "?"):
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as err:  # onnxruntime raises its own pybind types
-        raise ExportError(variant, failing_op(err), str(err).splitlines()[0]) from err
+        raise ExportError.of(variant, err) from err
 
 
 def _without_root_warnings(run) -> None:
@@ -263,18 +267,23 @@ class OnnxCTCModel(torch.nn.Module):
         return SimpleNamespace(logits=torch.from_numpy(logits))
 
 
+@torch.inference_mode()
+def logit_difference(model: torch.nn.Module, graph: OnnxCTCModel, audio: torch.Tensor) -> float:
+    """The largest absolute difference between the logits of ``model`` and of its graph on ``audio``."""
+    audio = audio.to(model_dtype(model))
+    expected = model(input_values=audio).logits.float()
+    got = graph(input_values=audio).logits.float()
+    return float((expected - got).abs().max()) if expected.shape == got.shape else float("inf")
+
+
 def check_graph(model: torch.nn.Module, path: str | Path, variant: str, atol: float = 1e-3) -> float:
     """The largest absolute logit difference between ``model`` and its graph at ``path`` on 1 s of seeded noise;
     an :class:`ExportError` when it exceeds ``atol`` (a graph that computes something else)."""
-    audio = torch.randn(1, EXPORT_SAMPLES, generator=torch.Generator().manual_seed(1)).to(_float_dtype(model))
-    graph = OnnxCTCModel(path, model, 1, variant)
+    audio = torch.randn(1, EXPORT_SAMPLES, generator=torch.Generator().manual_seed(1))
     try:
-        with torch.inference_mode():
-            expected = model(input_values=audio).logits.float()
-            got = graph(input_values=audio).logits.float()
+        diff = logit_difference(model, OnnxCTCModel(path, model, 1, variant), audio)
     except Exception as err:  # onnxruntime raises its own pybind types
-        raise ExportError(variant, failing_op(err), str(err).splitlines()[0] if str(err) else type(err).__name__) from err
-    diff = float((expected - got).abs().max()) if expected.shape == got.shape else float("inf")
+        raise ExportError.of(variant, err) from err
     if diff > atol:
         raise ExportError(variant, "(whole graph)", f"its logits differ from the model's by {diff:.3g} > {atol:g}")
     return diff
@@ -321,31 +330,17 @@ class ExportCheck:
         return cls(**{f.name: entry.get(f.name) for f in dataclasses.fields(cls)})
 
 
-@contextlib.contextmanager
-def torch_threads(threads: int) -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 def compare_transcripts(torch_model: torch.nn.Module, onnx_model: OnnxCTCModel, processor, waves: Sequence[np.ndarray],
                         sample_rate: int) -> int:
     """Utterances whose greedy transcripts the graph and the torch variant agree on (both unpadded)."""
-    from .decoding import transcribe
-
     device = torch.device("cpu")
     ours, _ = transcribe(torch_model, processor, waves, sample_rate, 60.0, device, max_padding=0.0)
     theirs, _ = transcribe(onnx_model, processor, waves, sample_rate, 60.0, device, max_padding=0.0)
     return sum(a == b for a, b in zip(ours, theirs))
 
 
-def onnx_weight_bytes(path: str | Path, whole_file: bool = False) -> int:
-    """Bytes of a graph's initializers (weights, int8 scales and zero points), or of the whole file."""
-    if whole_file:
-        return Path(path).stat().st_size
+def onnx_weight_bytes(path: str | Path) -> int:
+    """Bytes of a graph's initializers (weights, int8 scales and zero points)."""
     import onnx
     from onnx import numpy_helper
 

@@ -16,9 +16,10 @@ import torch
 from .audio import read_audio
 from .compression.store import load_variant
 from .cost import cost_input, cpu_forward_ms
+from .decoding import model_dtype
 from .deploy import (
     EXPORT_RECORD, ONNX_FILE, OPSET, ExportCheck, ExportError, OnnxCTCModel, compare_transcripts, export_onnx,
-    failing_op, ort_forward_ms,
+    logit_difference, ort_forward_ms,
 )
 from .io import atomic_directory, read_json, write_json
 from .manifest import read_manifest, resolve_audio
@@ -58,8 +59,7 @@ def _export_and_check(model: torch.nn.Module, processor, name: str, path: Path, 
                       repeats, cost_threads, threads)
     except Exception as err:  # the exporter and onnxruntime raise many types; each means: this variant does not run
         path.unlink(missing_ok=True)
-        failure = err if isinstance(err, ExportError) else ExportError(name, failing_op(err), str(err).splitlines()[0]
-                                                                       if str(err) else type(err).__name__)
+        failure = ExportError.of(name, err)
         log.warning("%s", failure)
         return ExportCheck("failed", name, op=failure.op, detail=failure.detail)
 
@@ -69,12 +69,8 @@ def _check(model: torch.nn.Module, processor, name: str, path: Path, manifest: s
            cost_threads: int, threads: int) -> ExportCheck:
     export_onnx(model, path, name, opset)
     graph = OnnxCTCModel(path, model, threads, name)
-    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
-    audio = audio.to(dtype)
-    with torch.inference_mode():
-        expected = model(input_values=audio).logits.float()
-        got = graph(input_values=audio).logits.float()
-    diff = float((expected - got).abs().max()) if expected.shape == got.shape else float("inf")
+    audio = audio.to(model_dtype(model))
+    diff = logit_difference(model, graph, audio)
     utterances = sorted(read_manifest(manifest), key=lambda u: u.id)[:check_utterances]
     waves = [read_audio(resolve_audio(u, manifest), sample_rate) for u in utterances]
     equal = compare_transcripts(model, graph, processor, waves, sample_rate)

@@ -132,11 +132,11 @@ def compress(
         }
         if variant.runtime == "onnxruntime":
             card["runtime"] = "onnxruntime"
-            context.meta = metas[-1]
-            _write_graph(model, variant, context, staging)
+            _write_graph(model, variant, context, metas, staging)
         write_json(staging / CARD, card)
         loaded, _, _ = load_variant(staging)
-        torch_model = loaded.reference if isinstance(loaded, OnnxCTCModel) else loaded
+        graph = isinstance(loaded, OnnxCTCModel)
+        torch_model = loaded.reference if graph else loaded
         _check_round_trip(model, torch_model, variant.id)
         counts = count_parameters(torch_model)
         card.update(
@@ -144,9 +144,8 @@ def compress(
             nonzero_parameters=counts.nonzero,
             sparsity=round(counts.sparsity, 6),
             # An ONNX Runtime variant deploys its graph alone (the torch model beside it gives frame counts and MACs).
-            bytes_on_disk=onnx_weight_bytes(loaded.path, whole_file=True) if isinstance(loaded, OnnxCTCModel)
-            else directory_bytes(staging),
-            packed_bytes=onnx_weight_bytes(loaded.path) if isinstance(loaded, OnnxCTCModel) else packed_bytes(loaded, metas),
+            bytes_on_disk=loaded.path.stat().st_size if graph else directory_bytes(staging),
+            packed_bytes=onnx_weight_bytes(loaded.path) if graph else packed_bytes(loaded, metas),
             **measure_cost(loaded, sample_rate, seconds=cost_seconds, threads=cost_threads or threads or torch.get_num_threads(),
                            repeats=cost_repeats, cpu_only=cpu_only,
                            accelerate=lambda gpu_model: accelerate(gpu_model, variant, metas)),
@@ -168,15 +167,17 @@ def runtime_model(model: torch.nn.Module, variant: Variant, context: Compression
     ONNX Runtime graph, that graph (written into ``folder``) behind the CTC interface."""
     if variant.runtime != "onnxruntime":
         return model
-    context.meta = metas[-1]
     folder.mkdir(parents=True, exist_ok=True)
-    _write_graph(model, variant, context, folder)
+    _write_graph(model, variant, context, metas, folder)
     return OnnxCTCModel(folder / ONNX_FILE, model, torch.get_num_threads(), variant.id)
 
 
-def _write_graph(model: torch.nn.Module, variant: Variant, context: CompressionContext, staging: Path) -> None:
+def _write_graph(model: torch.nn.Module, variant: Variant, context: CompressionContext, metas: list[dict[str, Any]],
+                 staging: Path) -> None:
     """The built model as a float ONNX graph, checked against the model (the int8 graph it becomes cannot be: it
-    computes other numbers), then converted by the last step (ONNX Runtime int8) into ``model.onnx``."""
+    computes other numbers), then converted by the last step (ONNX Runtime int8, recording into its metadata)
+    into ``model.onnx``."""
+    context.meta = metas[-1]
     float_path = staging / "model.float.onnx"
     export_onnx(model, float_path, variant.id)
     check_graph(model, float_path, variant.id)
