@@ -45,7 +45,7 @@ from asrcompress.compression.context import CompressionContext  # noqa: E402
 from asrcompress.compression.registry import Variant, get  # noqa: E402
 from asrcompress.compression.store import build_variant_model, runtime_model  # noqa: E402
 from asrcompress.cost import count_parameters, cost_input, cpu_forward_ms, measure_cost, packed_bytes  # noqa: E402
-from asrcompress.decoding import model_dtype  # noqa: E402
+from asrcompress.device import model_dtype  # noqa: E402
 from asrcompress.deploy import OnnxCTCModel, onnx_weight_bytes  # noqa: E402
 from asrcompress.errors import PipelineError  # noqa: E402
 from asrcompress.models import ModelSpec, build_model, build_processor, save_model_dir  # noqa: E402

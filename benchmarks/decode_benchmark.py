@@ -64,8 +64,9 @@ from asrcompress.audio import duration_s, read_audio  # noqa: E402
 from asrcompress.compression.registry import Variant  # noqa: E402
 from asrcompress.compression.store import CARD, compress, load_variant  # noqa: E402
 from asrcompress.decoding import (  # noqa: E402
-    decode_test_set, greedy_ctc, ids_to_text, length_sorted_batches, model_inputs, pick_device, transcribe,
+    decode_test_set, greedy_ctc, ids_to_text, length_sorted_batches, model_inputs, transcribe,
 )
+from asrcompress.device import pick_device  # noqa: E402
 from asrcompress.deploy import ONNX_FILE, OnnxCTCModel, quantize_dynamic_graph  # noqa: E402
 from asrcompress.export import export_variant  # noqa: E402
 from asrcompress.io import read_json, write_json  # noqa: E402

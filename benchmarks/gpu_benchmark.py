@@ -58,7 +58,8 @@ from reporting import cpu_name, publish  # noqa: E402
 from asrcompress.compression.context import CompressionContext  # noqa: E402
 from asrcompress.compression.registry import Variant  # noqa: E402
 from asrcompress.compression.store import accelerate, build_variant_model, runtime_model  # noqa: E402
-from asrcompress.decoding import DecodeRun, decode_waves, pick_device, synchronize  # noqa: E402
+from asrcompress.decoding import DecodeRun, decode_waves  # noqa: E402
+from asrcompress.device import pick_device, synchronize  # noqa: E402
 from asrcompress.models import ModelSpec, build_model, build_processor  # noqa: E402
 from asrcompress.scoring import count_errors, total  # noqa: E402
 

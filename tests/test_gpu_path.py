@@ -15,9 +15,10 @@ import torch
 import torch._dynamo
 
 from asrcompress.decoding import (
-    DecodeTiming, ModelForward, PrecisionError, decode_test_set, decode_waves, device_inputs, masked_group_norm,
-    model_inputs, pick_device, resolve_precision, set_valid_samples,
+    DecodeTiming, ModelForward, decode_test_set, decode_waves, device_inputs, masked_group_norm, model_inputs,
+    set_valid_samples,
 )
+from asrcompress.device import PrecisionError, pick_device, resolve_precision
 from asrcompress.errors import ConfigError
 from asrcompress.models import build_processor
 from asrcompress.scoring import count_errors, total
@@ -166,7 +167,7 @@ def test_pick_device_takes_the_schedulers_gpu_or_the_one_with_most_free_memory(m
     assert pick_device() == torch.device("cuda", 0)
     assert current == []
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
-    with caplog.at_level(logging.INFO, logger="asrcompress.decoding"):
+    with caplog.at_level(logging.INFO, logger="asrcompress.device"):
         assert pick_device() == torch.device("cuda", 1)
     assert current == [1]
     assert "using cuda:1" in caplog.text

@@ -12,7 +12,8 @@ from asrcompress.compression.quantization import (
 )
 from asrcompress.compression.registry import Variant, variants_from_config
 from asrcompress.compression.store import build_variant_model, compress, load_variant
-from asrcompress.decoding import model_dtype, transcribe
+from asrcompress.decoding import transcribe
+from asrcompress.device import model_dtype
 from asrcompress.errors import ConfigError, PipelineError
 from asrcompress.manifest import read_manifest
 from asrcompress.models import load_pretrained_dir

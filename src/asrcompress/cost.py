@@ -279,7 +279,7 @@ def measure_cost(model: torch.nn.Module, sample_rate: int, seconds: float = 10.0
     if repeats < 1 or threads < 1 or seconds <= 0:
         raise ValueError(f"measure_cost needs repeats >= 1, threads >= 1, seconds > 0 (got {repeats}, {threads}, "
                          f"{seconds})")
-    from .decoding import model_dtype
+    from .device import model_dtype
 
     audio = cost_input(sample_rate, seconds).to(model_dtype(model))
     was_training = model.training

@@ -32,7 +32,8 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
-from .decoding import model_dtype, transcribe
+from .decoding import transcribe
+from .device import model_dtype
 from .errors import PipelineError
 
 log = logging.getLogger(__name__)

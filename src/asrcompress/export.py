@@ -16,7 +16,7 @@ import torch
 from .audio import read_audio
 from .compression.store import load_variant
 from .cost import cost_input, cpu_forward_ms
-from .decoding import model_dtype
+from .device import model_dtype
 from .deploy import (
     EXPORT_RECORD, ONNX_FILE, OPSET, ExportCheck, ExportError, OnnxCTCModel, compare_transcripts, export_onnx,
     logit_difference, ort_forward_ms,

@@ -17,7 +17,8 @@ import torch
 
 from . import distributed
 from .audio import read_audio
-from .decoding import autocast, model_inputs, pick_device, precision_name, resolve_precision, transcribe
+from .decoding import model_inputs, transcribe
+from .device import autocast, pick_device, precision_name, resolve_precision
 from .manifest import Utterance, read_manifest, resolve_audio
 from .scoring import count_errors, total
 from .text import normalize

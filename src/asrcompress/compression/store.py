@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from .. import distributed
-from ..decoding import model_dtype
+from ..device import model_dtype
 from ..deploy import ONNX_FILE, OnnxCTCModel, check_graph, export_onnx, onnx_weight_bytes
 from ..errors import PipelineError
 from ..cost import cost_input, count_parameters, directory_bytes, measure_cost, packed_bytes
