@@ -14,6 +14,8 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
+from .device import model_dtype
+
 
 def _tensors(value: Any) -> Iterator[torch.Tensor]:
     """Tensors inside a state-dict value (which may hold tuples of them)."""
@@ -279,8 +281,6 @@ def measure_cost(model: torch.nn.Module, sample_rate: int, seconds: float = 10.0
     if repeats < 1 or threads < 1 or seconds <= 0:
         raise ValueError(f"measure_cost needs repeats >= 1, threads >= 1, seconds > 0 (got {repeats}, {threads}, "
                          f"{seconds})")
-    from .device import model_dtype
-
     audio = cost_input(sample_rate, seconds).to(model_dtype(model))
     was_training = model.training
     model.eval()

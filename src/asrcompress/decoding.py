@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 from .audio import read_audio
+from .device import autocast, model_dtype, pick_device, precision_name, resolve_precision, synchronize
 from .io import atomic_path, write_json
 from .manifest import read_manifest, resolve_audio
-from .device import autocast, model_dtype, pick_device, precision_name, resolve_precision, synchronize
 from .search import GREEDY, DecoderSpec, Search, beam_search
 
 log = logging.getLogger(__name__)
