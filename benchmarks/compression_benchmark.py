@@ -44,7 +44,8 @@ from reporting import cpu_name, publish  # noqa: E402
 from asrcompress.compression.context import CompressionContext  # noqa: E402
 from asrcompress.compression.registry import Variant, get  # noqa: E402
 from asrcompress.compression.store import build_variant_model, runtime_model  # noqa: E402
-from asrcompress.cost import count_parameters, cost_input, cpu_forward_ms, measure_cost, packed_bytes  # noqa: E402
+from asrcompress.compression.packing import packed_bytes  # noqa: E402
+from asrcompress.cost import count_parameters, cost_input, cpu_forward_ms, measure_cost  # noqa: E402
 from asrcompress.device import model_dtype  # noqa: E402
 from asrcompress.deploy import OnnxCTCModel, onnx_weight_bytes  # noqa: E402
 from asrcompress.errors import PipelineError  # noqa: E402
@@ -362,7 +363,7 @@ def main() -> None:
         "passes alternating with fp32's, fp32 best ms = fp32's fastest of the same rounds; speed-up = fp32 best / "
         "best, so the neighbours of a shared machine slow both alike. "
         "GMACs/s = MACs per audio second (int8 layers included; zeros of sparse weights count: dense kernels run "
-        "them). packed MB = `cost.packed_bytes` (N:M and low-bit weights packed, unstructured zeros dense). "
+        "them). packed MB = `packing.packed_bytes` (N:M and low-bit weights packed, unstructured zeros dense). "
         "base = `Wav2Vec2Config()` defaults with a 32-symbol vocabulary; "
         f"demo = config/config.yaml models.{DEMO_MODEL}.\n\n"
         + "\n\n".join(sections)

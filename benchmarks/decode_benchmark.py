@@ -5,7 +5,7 @@ Issue #6's numbers, measured side by side in one run on one model and the same a
 (a) CPU (``--threads``, 2 by default): ``decoding.transcribe`` (batched greedy) must be at least as fast as
     ``pipeline("automatic-speech-recognition", model=..., tokenizer=..., feature_extractor=...)`` called
     once per utterance;
-(b) a decode job (``decoding.decode_test_set`` on a saved variant folder and a manifest: model load, audio
+(b) a decode job (``decode_stage.decode_test_set`` on a saved variant folder and a manifest: model load, audio
     read, forward, search, writing) must take at most 1.3x the pure forward time of its audio plus start-up
     (model load + audio read). Python start-up and imports are reported apart (a fresh subprocess);
 (c) GPU: >= 50x the naive loop, measured when CUDA is there (``--device``; auto-picked), else "not measured".
@@ -63,8 +63,9 @@ from reporting import cpu_name, publish  # noqa: E402
 from asrcompress.audio import duration_s, read_audio  # noqa: E402
 from asrcompress.compression.registry import Variant  # noqa: E402
 from asrcompress.compression.store import CARD, compress, load_variant  # noqa: E402
+from asrcompress.decode_stage import decode_test_set  # noqa: E402
 from asrcompress.decoding import (  # noqa: E402
-    decode_test_set, greedy_ctc, ids_to_text, length_sorted_batches, model_inputs, transcribe,
+    greedy_ctc, ids_to_text, length_sorted_batches, model_inputs, transcribe,
 )
 from asrcompress.device import pick_device  # noqa: E402
 from asrcompress.deploy import ONNX_FILE, OnnxCTCModel, quantize_dynamic_graph  # noqa: E402
@@ -789,7 +790,7 @@ def main() -> None:
         f"transformers {transformers.__version__}; 1-min load average {load_before:.1f} at the start, {load_after:.1f} at "
         f"the end. Naive = `pipeline(\"automatic-speech-recognition\", model, tokenizer, feature_extractor)` called once "
         f"per utterance on in-memory audio; ours = `decoding.transcribe` on the same audio and model; job = "
-        f"`decoding.decode_test_set` on the variant folder and a manifest. The set is cut into the {len(units)} batches "
+        f"`decode_stage.decode_test_set` on the variant folder and a manifest. The set is cut into the {len(units)} batches "
         f"`transcribe` makes of it; in each of {args.rounds} rounds every path decodes each of them in turn (order "
         "rotating), and a path's time is the sum over batches of its fastest round, so the load of the shared machine "
         "falls alike on all. The job runs once per round on the whole set; its start-up and forward are timed from "

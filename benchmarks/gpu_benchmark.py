@@ -16,7 +16,7 @@ of normalisation, padding, forward, greedy search and detokenisation; model load
 - naive: ``processor(wave)`` then ``model(input_values)``, argmax and ``processor.batch_decode`` per utterance,
   float32, no batching, as the model cards show it; timed on the first ``--naive-utterances`` utterances (200) only,
   its x RT from those (the utterances are drawn independently, so they are a fair sample);
-- pipeline: ``decoding.decode_waves`` (what ``decode_test_set`` runs) at fp32, bf16, fp16, and bf16 compiled;
+- pipeline: ``decoding.decode_waves`` (what ``decode_stage.decode_test_set`` runs) at fp32, bf16, fp16, and bf16 compiled;
 - compressed variants made by the pipeline's own code (``store.build_variant_model`` with the registry's methods,
   then ``store.accelerate``, which is what ``load_variant`` does on CUDA): dynamic int8 (an ONNX Runtime graph, CPU),
   4-bit weight-only (``qat~4`` without recovery: round-to-nearest, torch's int4 tinygemm kernel) and 2:4

@@ -1,5 +1,5 @@
 from asrcompress import logs
-from asrcompress.decoding import TestSetJob, decode_test_sets
+from asrcompress.decode_stage import TestSetJob, decode_test_sets
 from asrcompress.search import DecoderSpec
 
 logs.to_file(snakemake.log[0])

@@ -7,10 +7,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from asrcompress.cost import (
-    QPARAM_BITS, PackedLayout, cost_input, count_macs, cpu_forward_ms, measure_cost, nm_kept_values, packed_bytes,
-    packed_tensor_bits,
-)
+from asrcompress.compression.packing import QPARAM_BITS, PackedLayout, nm_kept_values, packed_bytes, packed_tensor_bits
+from asrcompress.cost import cost_input, count_macs, cpu_forward_ms, measure_cost
 from asrcompress.models import ModelSpec, build_model, build_processor
 
 from helpers import TINY_ARCHITECTURE, tiny_model

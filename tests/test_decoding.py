@@ -123,7 +123,7 @@ def test_one_job_decoding_several_test_sets_writes_what_separate_jobs_write(base
 
     from asrcompress.compression.registry import Variant
     from asrcompress.compression.store import compress
-    from asrcompress.decoding import TestSetJob, decode_test_set, decode_test_sets
+    from asrcompress.decode_stage import TestSetJob, decode_test_set, decode_test_sets
 
     compress(baseline, Variant.of("none"), tmp_path / "variant")
     manifests = list(tiny_corpus)  # two test sets of different sizes (8 and 2 utterances)
@@ -140,7 +140,7 @@ def test_one_job_decoding_several_test_sets_writes_what_separate_jobs_write(base
 
 
 def test_a_test_set_without_a_file_for_every_decoder_fails_before_loading(tmp_path):
-    from asrcompress.decoding import TestSetJob, decode_test_sets
+    from asrcompress.decode_stage import TestSetJob, decode_test_sets
     from asrcompress.search import GREEDY
 
     job = TestSetJob("clean/manifest.jsonl", {}, str(tmp_path / "t.json"))

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from asrcompress.compression.registry import Variant
 from asrcompress.compression.store import compress, load_variant
-from asrcompress.decoding import TestSetJob, decode_test_sets, transcribe
+from asrcompress.decode_stage import TestSetJob, decode_test_sets
 from asrcompress.deploy import EXPORT_RECORD, ONNX_FILE, OnnxCTCModel, export_onnx
 from asrcompress.errors import ConfigError
 from asrcompress.export import export_variant, onnx_runtime_model, read_export

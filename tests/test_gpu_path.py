@@ -14,9 +14,9 @@ import pytest
 import torch
 import torch._dynamo
 
+from asrcompress.decode_stage import decode_test_set
 from asrcompress.decoding import (
-    DecodeTiming, ModelForward, decode_test_set, decode_waves, device_inputs, masked_group_norm, model_inputs,
-    set_valid_samples,
+    DecodeTiming, ModelForward, decode_waves, device_inputs, masked_group_norm, model_inputs, set_valid_samples,
 )
 from asrcompress.device import PrecisionError, pick_device, resolve_precision
 from asrcompress.errors import ConfigError

@@ -13,6 +13,7 @@ import pytest
 
 from asrcompress import plots
 from asrcompress.errors import ConfigError, PipelineError
+from asrcompress.wer_table import series_of
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 PDF_MAGIC = b"%PDF-"
@@ -52,7 +53,7 @@ def wer_table(models: tuple[str, ...] = ("m1",), decoders: tuple[str, ...] = ("g
                     for subset in ("all", "librispeech/test-clean"):
                         rows.append(dict(
                             model=model, variant=variant, method=method, level=level, family=family,
-                            series=plots.series_of(variant), decoder=decoder, subset=subset,
+                            series=series_of(variant), decoder=decoder, subset=subset,
                             condition=condition, kind=kind, noise=noise, snr_db=snr, rt60_s=rt60,
                             wer=errors / n_words, wer_ci_low=errors / n_words - 0.02, wer_ci_high=errors / n_words + 0.03,
                             substitutions=errors - errors // 3, deletions=errors // 6, insertions=errors // 3 - errors // 6,
@@ -209,13 +210,6 @@ def test_reference_wer_is_clean_with_its_ci_else_the_mean():
 
 
 def test_series_and_family_for_tables_without_those_columns():
-    assert plots.series_of("magnitude~0.6+dynamic_int8") == "magnitude+dynamic_int8"
-    assert plots.series_of("structured_transformer~0.4+ft60") == "structured_transformer+ft60"
-    assert plots.series_of("nm_sparsity~2of4+qat~4+ft60") == "nm_sparsity+qat~4+ft60"
-    assert plots.series_of("none") == "none"
-    assert plots.family_of("magnitude+dynamic_int8") == "pruning"
-    assert plots.family_of("none") == "baseline"
-    assert plots.family_of("no_such_method") == "other"
     prepared = plots.prepare_table(old_format(wer_table()))
     assert set(prepared["decoder"]) == {"greedy"} and set(prepared["subset"]) == {"all"}
     assert prepared.set_index("variant")["family"].to_dict()["nm_sparsity~2of4+ft60"] == "sparsity"

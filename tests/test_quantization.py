@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from asrcompress.compression.context import CompressionContext
 from asrcompress.compression.quantization import (
     FakeQuantLinear, finalize_qat, grid_step, prepare_qat, tinygemm_codes,
 )
 from asrcompress.compression.registry import Variant, variants_from_config
-from asrcompress.compression.store import build_variant_model, compress, load_variant
+from asrcompress.compression.store import compress, load_variant
 from asrcompress.decoding import transcribe
 from asrcompress.device import model_dtype
 from asrcompress.errors import ConfigError, PipelineError

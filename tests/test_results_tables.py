@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from asrcompress.errors import PipelineError
+from asrcompress.wer_table import series_of, with_defaults
 from asrcompress.results_tables import (
     LAYOUTS,
     Layout,
@@ -18,10 +19,8 @@ from asrcompress.results_tables import (
     ratio_pct,
     relative_change_pct,
     results_markdown,
-    series_of,
     speedup,
     wide_table,
-    with_defaults,
     word_error_breakdown,
     write_results_md,
     write_study_tables,
@@ -97,13 +96,6 @@ def test_relative_size_and_speedup_against_the_baseline():
 def test_word_error_breakdown_in_percent_of_reference_words():
     assert word_error_breakdown(100, 5, 2, 1) == pytest.approx(
         {"corr": 93.0, "sub": 5.0, "del": 2.0, "ins": 1.0, "err": 8.0})
-
-
-def test_series_drops_only_the_first_steps_level():
-    assert series_of("magnitude~0.5") == "magnitude"
-    assert series_of("magnitude~0.6+dynamic_int8") == "magnitude+dynamic_int8"
-    assert series_of("nm_sparsity~2of4+qat~4+ft60") == "nm_sparsity+qat~4+ft60"
-    assert series_of("none") == "none"
 
 
 def test_ci_formatting():

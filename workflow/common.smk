@@ -277,7 +277,7 @@ DECODE_JOB = "{model}/{variant}" if DECODE_PER_VARIANT else "{model}/{variant}/{
 
 
 def decode_test_sets(wildcards):
-    """What the decode job writes per test set (asrcompress.decoding.TestSetJob records)."""
+    """What the decode job writes per test set (asrcompress.decode_stage.TestSetJob records)."""
     conditions = DECODE_CONDITIONS if DECODE_PER_VARIANT else [wildcards.condition]
     base = f"{wildcards.model}/{wildcards.variant}"
     return [{"manifest": f"results/conditions/{c}/manifest.jsonl",

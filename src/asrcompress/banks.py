@@ -14,6 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .acoustics import calibrate_rt60, drr_db, min_sabine_rt60, rt60_schroeder
 from .audio import peak_normalize, read_audio, write_audio
 from .corpora.demo import Speaker, random_sentence, split_seed, synthesize
 from .io import atomic_directory
@@ -106,8 +107,6 @@ class RirBankSpec:
 
 def measured_rt60(rir: np.ndarray, sample_rate: int) -> float:
     """T30 by Schroeder backward integration, noise floor and truncation compensated (:mod:`.acoustics`)."""
-    from .acoustics import rt60_schroeder
-
     return rt60_schroeder(rir, sample_rate, decay_db=30)
 
 
@@ -139,8 +138,6 @@ def build_rir_bank(spec: RirBankSpec, out_dir: str | Path) -> list[Utterance]:
     import logging
 
     import pyroomacoustics as pra
-
-    from .acoustics import calibrate_rt60, drr_db, min_sabine_rt60
 
     rng = np.random.default_rng(split_seed(spec.seed, "rir", f"{spec.rt60_s:g}"))
     records = []

@@ -19,6 +19,7 @@ import sys
 import uuid
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
+from . import logs
 from .errors import ConfigError
 
 if TYPE_CHECKING:
@@ -136,8 +137,6 @@ def _worker(function: Callable[..., Any], kwargs: dict[str, Any], backend: str, 
 
     rank = int(os.environ["RANK"])
     if log_path:
-        from . import logs
-
         # Rank 0 writes the rule's log; the others beside it (a failing rank's traceback lands there).
         logs.to_file(log_path if rank == 0 else f"{log_path}.rank{rank}")
     if backend == "nccl":

@@ -18,7 +18,8 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError
+from .errors import ConfigError, PipelineError
+from .io import atomic_directory
 
 if TYPE_CHECKING:  # the workflow imports this module at parse time: keep torch out of it
     import torch
@@ -162,8 +163,6 @@ def fetch_pretrained(pretrained_id: str, out_dir: str | os.PathLike[str], revisi
     """
     from huggingface_hub import snapshot_download
 
-    from .errors import PipelineError
-    from .io import atomic_directory
 
     out_dir = Path(out_dir)
     try:

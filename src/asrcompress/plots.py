@@ -9,7 +9,6 @@ panel. WER is plotted in percent; the table stores fractions.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import os
 from pathlib import Path
@@ -27,6 +26,8 @@ from matplotlib.patches import Rectangle  # noqa: E402
 
 from .errors import ConfigError, PipelineError  # noqa: E402
 from .io import atomic_path  # noqa: E402
+from .scoring import ALL_SUBSETS  # noqa: E402
+from .wer_table import read_wer_table, with_defaults  # noqa: E402
 
 PathLike = Union[str, "os.PathLike[str]"]
 Paths = Union[PathLike, Sequence[PathLike]]
@@ -116,24 +117,6 @@ def _colors(keys: Iterable[Hashable]) -> dict[Hashable, Color]:
 # The table
 
 
-def series_of(variant: str) -> str:
-    """The variant id without its first step's level (``magnitude~0.6+dynamic_int8`` ->
-    ``magnitude+dynamic_int8``): the line of "one line per method over its levels"."""
-    first, *rest = str(variant).split("+")
-    return "+".join([first.split("~")[0], *rest])
-
-
-@functools.lru_cache(maxsize=None)
-def family_of(method: str) -> str:
-    """The family of a chain's first method, for tables written before the ``family`` column."""
-    from .compression import registry  # imported lazily: it loads torch, and only old tables need it
-
-    try:
-        return registry.get(str(method).split("+")[0]).family
-    except ConfigError:  # a method since renamed or removed
-        return "other"
-
-
 def is_baseline(table: pd.DataFrame) -> pd.Series:
     """The uncompressed reference: method none without recovery fine-tuning (variant id ``none``)."""
     return (table["method"] == "none") & (table["recovery_steps"].fillna(0) == 0)
@@ -163,34 +146,23 @@ def label_series(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def prepare_table(table: pd.DataFrame) -> pd.DataFrame:
-    """Defaults for the columns older tables lack, the whole-test-set rows only, baseline WERs, labels."""
+    """The whole-test-set rows of a table (defaults filled as :func:`.wer_table.with_defaults` does), numeric
+    columns as numbers, baseline WERs, labels."""
     missing = [column for column in REQUIRED_COLUMNS if column not in table]
     if missing:
         raise PipelineError(f"the table lacks the column(s) {', '.join(missing)}")
-    table = table.copy()
-    for column, default in (("decoder", "greedy"), ("subset", "all"), ("recovery_steps", 0)):
-        if column not in table:
-            table[column] = default
-    for column, source, derive in (("series", "variant", series_of), ("family", "method", family_of)):
-        # Only the rows that lack a value are derived: family_of loads the method registry (and torch).
-        present = table[column] if column in table else pd.Series(np.nan, index=table.index, dtype=object)
-        table[column] = present.where(present.notna(), table[source].where(present.isna()).dropna().map(derive))
+    table = with_defaults(table)
     for column in NUMERIC_COLUMNS:
         table[column] = pd.to_numeric(table[column], errors="coerce") if column in table else np.nan
-    table["recovery_steps"] = table["recovery_steps"].fillna(0)
-    table = table[table["subset"] == "all"].reset_index(drop=True)
+    table = table[table["subset"] == ALL_SUBSETS].reset_index(drop=True)
     # Tables from before baseline_wer: the baseline's own rows give it.
     table["baseline_wer"] = table["baseline_wer"].fillna(attach_baseline(table, ["wer"])["baseline_wer"])
     return label_series(table)
 
 
 def load_table(wer_csv: PathLike) -> pd.DataFrame:
-    try:
-        table = pd.read_csv(wer_csv)
-    except pd.errors.EmptyDataError:  # not even a header
-        table = pd.DataFrame()
-    if table.empty:
-        raise PipelineError(f"{wer_csv}: the table has no rows, so there is nothing to plot")
+    """wer.csv (:func:`.wer_table.read_wer_table`) prepared for the figures; errors name the file."""
+    table = read_wer_table(wer_csv, required=REQUIRED_COLUMNS)
     try:
         return prepare_table(table)
     except PipelineError as error:

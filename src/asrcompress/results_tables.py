@@ -11,7 +11,6 @@ Nothing here reads anything but wer.csv, so the tables can be remade without rer
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 import os
@@ -22,21 +21,15 @@ import numpy as np
 import pandas as pd
 
 from .errors import PipelineError
-from .tables import family_of, series_of
 from .io import atomic_path
+from .scoring import ALL_SUBSETS
+from .wer_table import read_wer_table, with_defaults
 
 # ----------------------------------------------------------------------------------------------
 # Reading wer.csv
 
-# Read as text so that levels keep their spelling ("2:4", "0.3") and a NaN level stays empty.
-TEXT_COLUMNS = ("model", "variant", "method", "level", "condition", "kind", "noise", "device",
-                "family", "series", "decoder", "subset")
 # Columns that say *what* a row of a study table is: they pick the baseline, never a cell.
 IDENTITY_COLUMNS = ("model", "variant", "method", "level", "family", "series")
-# Columns that older tables lack, with the value they had implicitly.
-FILLED_DEFAULTS = {"decoder": "greedy", "subset": "all"}
-STATISTICS = ("baseline_wer", "delta_wer", "delta_ci_low", "delta_ci_high", "p_value")
-ALL_SUBSETS = "all"
 BASELINE_FAMILY = "baseline"
 
 
@@ -44,33 +37,9 @@ class MissingData(PipelineError):
     """The table lacks what a layout needs (an LM decoder, distillation variants): a reason, not a bug."""
 
 
-def with_defaults(table: pd.DataFrame) -> pd.DataFrame:
-    """``table`` with the columns newer tables carry, filled in the way older tables meant them."""
-    table = table.copy()
-    for column, default in FILLED_DEFAULTS.items():
-        table[column] = table[column].fillna(default) if column in table else default
-    if "family" not in table:
-        families = {method: family_of(method) for method in table["method"].dropna().unique()}
-        table["family"] = table["method"].map(families)
-    if "series" not in table:
-        table["series"] = table["variant"].map(series_of)
-    if "training_steps" not in table:  # tables from before distillation steps were counted: recovery only
-        table["training_steps"] = table["recovery_steps"] if "recovery_steps" in table else 0
-    for column in STATISTICS:
-        if column not in table:
-            table[column] = np.nan
-    return table
-
-
 def load_table(wer_csv: str | os.PathLike[str]) -> pd.DataFrame:
-    """wer.csv with defaults filled in; a table without rows is an error that names the file."""
-    try:
-        table = pd.read_csv(wer_csv, dtype={column: str for column in TEXT_COLUMNS})
-    except pd.errors.EmptyDataError:
-        table = pd.DataFrame()
-    if table.empty:
-        raise PipelineError(f"{wer_csv}: the results table has no rows (nothing was scored)")
-    return with_defaults(table)
+    """wer.csv with defaults filled in (:func:`.wer_table.read_wer_table`)."""
+    return read_wer_table(wer_csv)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -648,22 +617,3 @@ def write_results_md(wer_csv: str | os.PathLike[str], out_path: str | os.PathLik
     text = results_markdown(load_table(wer_csv), title=title, config_name=config_name, environment=environment or {})
     _write_text(Path(out_path), text)
     return Path(out_path)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Study tables and RESULTS.md from a tidy wer.csv")
-    parser.add_argument("wer_csv")
-    parser.add_argument("out_dir", help="folder for <layout>.md/.csv and RESULTS.md")
-    parser.add_argument("--layouts", nargs="*", default=list(LAYOUTS))
-    parser.add_argument("--config-name", default="")
-    args = parser.parse_args(argv)
-    write_study_tables(args.wer_csv, args.out_dir, args.layouts)
-    from .environment import describe_environment
-
-    environment = describe_environment()
-    write_results_md(args.wer_csv, Path(args.out_dir) / "RESULTS.md", config_name=args.config_name,
-                     environment=environment)
-
-
-if __name__ == "__main__":
-    main()

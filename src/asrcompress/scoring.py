@@ -18,6 +18,7 @@ import jiwer
 
 from .errors import PipelineError
 from .io import atomic_path, write_json
+from .stats import bootstrap_rate_ci
 from .text import normalize
 
 ALL_SUBSETS = "all"
@@ -123,8 +124,6 @@ def total(counts: Iterable[ErrorCounts]) -> ErrorCounts:
 
 def summarize(scored: Sequence[ScoredUtterance], n_resamples: int, seed: int) -> dict[str, Any]:
     """Totals, rates and bootstrap 95% CIs of a set of scored utterances."""
-    from .stats import bootstrap_rate_ci
-
     counts = [s.counts for s in scored]
     overall = total(counts)
     word_errors = [c.word_errors for c in counts]

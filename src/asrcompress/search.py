@@ -10,6 +10,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .errors import ConfigError
+from .lm import kenlm_model_file, unigrams
+
 @dataclasses.dataclass(frozen=True)
 class DecoderSpec:
     """``decode.decoders.<name>``: greedy best path, or a beam search with an optional n-gram LM."""
@@ -25,8 +28,6 @@ class DecoderSpec:
 
     @classmethod
     def from_config(cls, name: str, entry: dict[str, Any], language_models: Sequence[str] = ()) -> "DecoderSpec":
-        from .errors import ConfigError
-
         key = f"decode.decoders.{name}"
         unknown = set(entry) - {f.name for f in dataclasses.fields(cls)} - {"name"}
         if unknown:
@@ -77,8 +78,6 @@ def beam_search(spec: DecoderSpec, tokenizer, vocab_size: int, lm_path: str | No
     """A pyctcdecode beam search over the model's labels, with the KenLM n-gram whose ARPA file is ``lm_path``
     (its binary is loaded when one was built beside it)."""
     from pyctcdecode import build_ctcdecoder
-
-    from .lm import kenlm_model_file, unigrams
 
     decoder = build_ctcdecoder(
         ctc_labels(tokenizer, vocab_size),

@@ -1,4 +1,5 @@
-"""The tidy results table: one row per (model, variant, decoder, subset, condition).
+"""The aggregate stage: the tidy results table from every cell's files, one row per (model, variant, decoder,
+subset, condition); its columns and reader are :mod:`.wer_table`.
 
 Besides each cell's own scores, every row carries the paired comparison with the uncompressed baseline
 on the same utterances (difference in WER, its bootstrap CI, a p-value), so that "is this variant worse
@@ -8,7 +9,6 @@ under babble noise?" is answered with uncertainty, not by eye.
 from __future__ import annotations
 
 import dataclasses
-import re
 from typing import Sequence
 
 import pandas as pd
@@ -17,18 +17,8 @@ from .conditions import Condition
 from .io import atomic_path, read_json
 from .scoring import ALL_SUBSETS
 from .stats import paired_bootstrap
+from .wer_table import COLUMNS, COMPARISON_COLUMNS, family_of, series_of
 
-COLUMNS = [
-    "model", "variant", "series", "method", "family", "level", "decoder", "subset",
-    "condition", "kind", "noise", "snr_db", "rt60_s",
-    "wer", "wer_ci_low", "wer_ci_high", "cer", "cer_ci_low", "cer_ci_high", "ser",
-    "substitutions", "deletions", "insertions", "n_utts", "n_words",
-    "baseline_wer", "delta_wer", "delta_ci_low", "delta_ci_high", "p_value",
-    "snr_db_measured", "rt60_measured_s", "n_skipped",
-    "recovery_steps", "training_steps", "size_mb", "packed_mb", "parameters", "nonzero_params", "sparsity",
-    "gmacs_per_s", "cpu_latency_ms", "cpu_rtf", "gpu_latency_ms", "ort_latency_ms", "onnx_status",
-    "rtf", "audio_s", "decode_wall_s", "device", "backend",
-]
 SCORE_COLUMNS = ("wer", "wer_ci_low", "wer_ci_high", "cer", "cer_ci_low", "cer_ci_high", "ser",
                  "substitutions", "deletions", "insertions", "n_utts", "n_words")
 # A cell is compared with the baseline cell of the same model, decoder, subset and condition.
@@ -49,22 +39,6 @@ class ResultFiles:
     card: str
     condition_summary: str
     export: str | None = None  # the variant's ONNX export record (onnx.export)
-
-
-def series_of(variant: str) -> str:
-    """The variant without its first step's level: the line that joins one method's levels in a figure."""
-    return re.sub(r"~[^+]*", "", variant, count=1)
-
-
-def family_of(method: str) -> str:
-    """The family of a variant's first step (a chain like magnitude+dynamic_int8 is a pruning variant)."""
-    from .compression.registry import get
-    from .errors import ConfigError
-
-    try:
-        return get(method.split("+")[0]).family
-    except ConfigError:  # a card from a method no longer registered still gets a row
-        return "unknown"
 
 
 def training_steps(card: dict) -> int:
@@ -136,7 +110,7 @@ def add_baseline_comparisons(table: pd.DataFrame, cells: Sequence[ResultFiles], 
                              n_resamples: int, seed: int) -> pd.DataFrame:
     """Fill baseline_wer and the paired-test columns (NaN everywhere when the config has no baseline)."""
     table = table.copy()
-    for column in ("baseline_wer", "delta_wer", "delta_ci_low", "delta_ci_high", "p_value"):
+    for column in COMPARISON_COLUMNS:
         table[column] = float("nan")
     if baseline is None or table.empty:
         return table
@@ -167,9 +141,7 @@ def add_baseline_comparisons(table: pd.DataFrame, cells: Sequence[ResultFiles], 
 def aggregate(cells: Sequence[ResultFiles], out_csv: str, baseline: str | None = None, n_resamples: int = 1000,
               seed: int = 0) -> pd.DataFrame:
     # Rows keep the config's order (variants, decoders, then conditions), which the figures and tables follow.
-    table = pd.DataFrame([r for c in cells for r in rows(c)], columns=[c for c in COLUMNS if c not in
-                                                                       ("baseline_wer", "delta_wer", "delta_ci_low",
-                                                                        "delta_ci_high", "p_value")])
+    table = pd.DataFrame([r for c in cells for r in rows(c)], columns=[c for c in COLUMNS if c not in COMPARISON_COLUMNS])
     table = add_baseline_comparisons(table, cells, baseline, n_resamples, seed)[COLUMNS]
     with atomic_path(out_csv) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")

@@ -9,7 +9,11 @@ _SPACES = re.compile(r"\s+")
 
 
 def normalize(text: str) -> str:
-    """Upper-case, keep letters and apostrophes, collapse whitespace (LibriSpeech style)."""
+    """Upper-case, keep letters and apostrophes, collapse whitespace (LibriSpeech style).
+
+    >>> normalize("Don't  stop-believing, 2 times!")
+    "DON'T STOP BELIEVING TIMES"
+    """
     text = text.upper().replace("-", " ")
     text = _KEEP.sub(" ", text)
     return _SPACES.sub(" ", text).strip()

@@ -19,6 +19,7 @@ from . import distributed
 from .audio import read_audio
 from .decoding import model_inputs, transcribe
 from .device import autocast, pick_device, precision_name, resolve_precision
+from .io import atomic_path
 from .manifest import Utterance, read_manifest, resolve_audio
 from .scoring import count_errors, total
 from .text import normalize
@@ -357,8 +358,6 @@ def _restore_rng(state: dict[str, Any], world: distributed.World, device: torch.
 
 def save_checkpoint(path: Path, run_id: str, step: int, model, optimizer, scheduler, history,
                     scaler: torch.amp.GradScaler | None = None, rank_rngs: list[dict[str, Any]] | None = None) -> None:
-    from .io import atomic_path
-
     state = {
         "run_id": run_id,
         "step": step,

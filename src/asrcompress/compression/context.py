@@ -12,6 +12,7 @@ import torch
 
 from ..errors import PipelineError
 from ..manifest import read_manifest
+from ..models import load_pretrained_dir
 from ..training import TrainConfig, TrainHooks, TrainResult, load_waves, train
 from .registry import Recovery
 
@@ -46,8 +47,6 @@ class CompressionContext:
 
     def teacher(self) -> torch.nn.Module:
         """A fresh, frozen copy of the baseline (distillation targets, calibration references)."""
-        from ..models import load_pretrained_dir
-
         model, _ = load_pretrained_dir(self.baseline_dir)
         model.eval().requires_grad_(False)
         return model

@@ -22,8 +22,10 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
+from ..decoding import model_inputs
 from ..deploy import quantize_dynamic_graph, quantize_static_graph
 from ..errors import PipelineError
+from .packing import record_weight_bits, weight_bits_of
 from .pruning import prunable_weights
 
 log = logging.getLogger(__name__)
@@ -82,8 +84,6 @@ def ort_int8(float_path: Path, out_path: Path, _params: dict[str, Any], context:
 def ort_static_int8(float_path: Path, out_path: Path, params: dict[str, Any], context: Any) -> None:
     """Static int8: activation ranges (min/max) observed on ``calibration_utterances`` training utterances (the
     same ones every run), int8 weights per output channel, a QDQ graph."""
-    from ..decoding import model_inputs
-
     count = int(params["calibration_utterances"])
     waves = context.calibration_waves(count)
     inputs = [model_inputs(context.processor, [wave], context.sample_rate)["input_values"].numpy() for wave in waves]
@@ -203,7 +203,7 @@ def finalize_qat(model: torch.nn.Module, _level: Any, _params: dict[str, Any], c
         bits_of[f"{name}.weight"] = module.qat_bits
         module.__class__ = PLAIN[type(module)]
         del module.qat_bits
-    context.meta["weight_bits"] = bits_of
+    record_weight_bits(context.meta, bits_of)
     context.meta["grid"] = "per-output-channel symmetric, step max|w|/(2^(b-1)-1)"
     return model
 
@@ -260,7 +260,7 @@ def accelerate_qat(model: torch.nn.Module, level: float, _params: dict[str, Any]
     if not _torchao_available() or torch.cuda.get_device_capability()[0] < 8:
         log.warning("qat~%d: no int4 kernel (needs torchao and compute capability >= 8.0): dense float weights", bits)
         return model
-    for key in meta["weight_bits"]:
+    for key in weight_bits_of(meta):
         module = model.get_submodule(key.rsplit(".", 1)[0])
         if isinstance(module, torch.nn.Conv1d):  # include_conv: no int4 convolution kernel, stays float
             continue

@@ -102,13 +102,21 @@ def _number(raw: Any, key: str) -> float:
 
 
 def level_token(level: Level) -> str:
-    """How a level appears in a variant id (and so in file names): ``0.5``, ``4``, ``2of4``."""
+    """How a level appears in a variant id (and so in file names): ``0.5``, ``4``, ``2of4``.
+
+    >>> [level_token(level) for level in (0.5, 4.0, "2:4")]
+    ['0.5', '4', '2of4']
+    """
     return level.replace(":", "of") if isinstance(level, str) else f"{level:g}"
 
 
 def step_key(method: str, level: Level) -> str:
     """A step's id, ``method~level`` (``layer_removal~4``, ``nm_sparsity~2of4``): what variant ids are
-    made of, and what job-time config errors name, since ``prepare`` does not know the entry's index."""
+    made of, and what job-time config errors name, since ``prepare`` does not know the entry's index.
+
+    >>> step_key("nm_sparsity", "2:4")
+    'nm_sparsity~2of4'
+    """
     return f"{method}~{level_token(level)}"
 
 

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
+from .packing import nm_patterns_of, record_nm_pattern
 from .pruning import keep_mask, prunable_weights
 from .registry import nm_pattern, step_key
 
@@ -81,7 +82,7 @@ def nm_prepare(model: torch.nn.Module, level: Any, params: dict[str, Any], conte
         # The effective weight: a weight pruned by an earlier step ranks its zeros last.
         keep_mask(module, nm_mask(module.weight, n, m))
         patterns[f"{name}.weight"] = f"{n}:{m}"
-    context.meta["nm_pattern"] = patterns  # read by cost.packed_bytes and by accelerate
+    record_nm_pattern(context.meta, patterns)  # read by packing.packed_bytes and by accelerate
     return model
 
 
@@ -133,7 +134,7 @@ def semi_structured(model: torch.nn.Module, _level: Any, _params: dict[str, Any]
         return model
     converted: list[str] = []
     skipped: list[str] = []
-    for key in meta.get("nm_pattern", {}):
+    for key in nm_patterns_of(meta):
         name = key.removesuffix(".weight")
         module = model.get_submodule(name)
         plain = type(module) is torch.nn.Linear and type(module.weight) is torch.nn.Parameter  # not a torchao tensor

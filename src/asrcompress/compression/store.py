@@ -19,12 +19,13 @@ import torch
 from .. import distributed
 from ..device import model_dtype
 from ..deploy import ONNX_FILE, OnnxCTCModel, check_graph, export_onnx, onnx_weight_bytes
+from ..cost import cost_input, count_parameters, directory_bytes, measure_cost
 from ..errors import PipelineError
-from ..cost import cost_input, count_parameters, directory_bytes, measure_cost, packed_bytes
 from ..io import atomic_directory, read_json, write_json
 from ..models import load_pretrained_dir, save_model_dir
 from ..training import fingerprint
 from .context import CompressionContext
+from .packing import packed_bytes
 from .registry import Variant, get
 
 log = logging.getLogger(__name__)

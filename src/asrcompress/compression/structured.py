@@ -38,7 +38,9 @@ import torch
 from torch import nn
 
 from ..cost import conv_lengths, cost_input, count_parameters
+from ..decoding import model_inputs
 from ..errors import ConfigError
+from ..training import TrainHooks
 from .methods import STRUCTURE_KINDS as KINDS
 from .registry import Recovery
 
@@ -348,8 +350,6 @@ def calibration_gradients(model: nn.Module, waves: Sequence[np.ndarray], process
     Calibration utterances come without transcripts; the model's own decisions are the reference, so
     |w * grad| measures how much removing a unit would change what the model outputs.
     """
-    from ..decoding import model_inputs
-
     model.eval()
     model.zero_grad(set_to_none=True)
     for wave in waves:  # one at a time: no padding, bounded memory
@@ -747,8 +747,6 @@ def target_schedule(level: float, ramp: float, steps: int) -> Callable[[int], fl
 
 def learn_gates(model: nn.Module, ctx: "CompressionContext", recovery: Recovery | None) -> nn.Module:
     """Recovery fine-tuning with the gates and the Lagrangian budget term in the loss."""
-    from ..training import TrainHooks
-
     if recovery is None:
         raise ConfigError("recovery.steps", "structured_l0 learns its gates while fine-tuning: "
                                             "give recovery: {steps: N}")

@@ -14,6 +14,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import soundfile as sf
 
+from ..acoustics import check_rir, rir_metrics
+from ..audio import peak_normalize, read_audio, write_audio
+from ..conditions import check_noise
 from ..errors import ConfigError
 from ..io import atomic_directory, read_json, write_json
 from ..manifest import Utterance, read_manifest, resolve_audio, write_manifest
@@ -57,8 +60,6 @@ def _with_acoustics(records: list[Utterance], manifest: Path) -> list[Utterance]
     """Each RIR checked (energy, length) and measured at its own rate, channel by channel: the microphones of a
     multichannel RIR see different rooms acoustically. ``rt60_measured_s``/``drr_db`` hold the median over
     channels (what bins use), ``*_per_channel`` the values the mixer records for the channel it draws."""
-    from ..acoustics import check_rir, rir_metrics
-
     measured = []
     for record in records:
         path = resolve_audio(record, manifest)
@@ -77,9 +78,6 @@ def _with_acoustics(records: list[Utterance], manifest: Path) -> list[Utterance]
 
 def _check_noise_files(records: list[Utterance], manifest: Path, sample_rate: int) -> None:
     """Every noise file usable before the bank exists, not only the ones a condition happens to draw."""
-    from ..audio import read_audio
-    from ..conditions import check_noise
-
     for record in records:
         path = resolve_audio(record, manifest)
         check_noise(read_audio(path, sample_rate, resample=True), sample_rate, str(path))
@@ -88,8 +86,6 @@ def _check_noise_files(records: list[Utterance], manifest: Path, sample_rate: in
 def _babble(records: list[Utterance], manifest: Path, out_dir: Path, spec: dict[str, Any], seed: int,
             sample_rate: int) -> list[Utterance]:
     """Babble files, each the sum of ``talkers`` random speech files (MUSAN speech), written into the bank."""
-    from ..audio import peak_normalize, read_audio, write_audio
-
     rng = np.random.default_rng(seed)
     n_samples = int(spec.get("seconds", 30) * sample_rate)
     made = []
