@@ -47,4 +47,4 @@ dag: $(STAMP)
 	$(BIN)/snakemake --rulegraph mermaid-js > docs/rulegraph.mmd
 
 clean:
-	rm -rf results logs benchmarks/data benchmarks/augment benchmarks/finetune benchmarks/compress benchmarks/decode benchmarks/score benchmarks/report .snakemake
+	rm -rf results logs .snakemake

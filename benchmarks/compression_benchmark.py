@@ -201,9 +201,7 @@ def _variant(candidate: Candidate, model_config: Any) -> Variant:
         raise Skipped(f"prepare reads calibration data and {REAL_SPEECH} is missing")
     try:
         level = method.parse_level(candidate.level_for(model_config), f"{key}.levels")
-        params = method.resolve_params(candidate.params, f"{key}.params")
-        if method.check is not None:
-            method.check(level, params, key)
+        params = method.resolve_params(candidate.params, f"{key}.params").to_json()
     except PipelineError as err:
         raise Skipped(f"config rejected: {err}") from err
     step = {"method": method.name, "level": level, "params": params, "name": candidate.name}

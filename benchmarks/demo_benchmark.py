@@ -24,6 +24,7 @@ from reporting import cpu_name, publish  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+JOB_BENCHMARKS = Path("results") / "benchmarks"  # Snakemake's ``benchmark:`` records, one TSV per job
 # The demo's quality floors (issue 15): what the demo must show to be worth running.
 CLEAN_GREEDY_WER_MAX = 0.35
 CLEAN_LM_WER_MAX = 0.08
@@ -39,8 +40,8 @@ def snakemake(workdir: Path, cores: int, *args: str) -> float:
 def stage_times(workdir: Path) -> pd.DataFrame:
     """Per rule: jobs, summed and longest job seconds (Snakemake's ``benchmark:`` files)."""
     rows = []
-    for tsv in (workdir / "benchmarks").rglob("*.tsv"):
-        stage = tsv.relative_to(workdir / "benchmarks").parts
+    for tsv in (workdir / JOB_BENCHMARKS).rglob("*.tsv"):
+        stage = tsv.relative_to(workdir / JOB_BENCHMARKS).parts
         rule = stage[1] if stage[0] == "data" else stage[0]
         rows.append({"rule": rule.removesuffix(".tsv"), "s": float(pd.read_csv(tsv, sep="\t")["s"].iloc[0])})
     table = pd.DataFrame(rows).groupby("rule")["s"].agg(["count", "sum", "max"]).reset_index()
@@ -51,8 +52,8 @@ def decode_fixed_cost(workdir: Path) -> pd.DataFrame:
     """Per decode job: its wall time, the decoding work it timed (forward passes and searches of its test sets),
     and the rest: the job's fixed cost (interpreter, imports, model and LM load, audio reading and writing)."""
     rows = []
-    for tsv in (workdir / "benchmarks" / "decode").rglob("*.tsv"):
-        job = tsv.relative_to(workdir / "benchmarks" / "decode").with_suffix("")
+    for tsv in (workdir / JOB_BENCHMARKS / "decode").rglob("*.tsv"):
+        job = tsv.relative_to(workdir / JOB_BENCHMARKS / "decode").with_suffix("")
         timings = workdir / "results" / "timings" / job
         records = [pd.read_json(p, typ="series") for p in ([timings.with_suffix(".json")] if timings.with_suffix(".json").is_file()
                                                             else sorted(timings.rglob("*.json")))]

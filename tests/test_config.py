@@ -76,13 +76,17 @@ def test_workflow_stops_before_any_job(tmp_path, name):
     assert not (workdir / "results").exists()
 
 
-def test_workflow_asks_for_every_registered_figure():
-    import re
+def test_every_named_figure_and_table_has_its_function_and_layout():
+    from asrcompress import plots, report_names, results_tables
 
-    from asrcompress.plots import FIGURES
+    assert tuple(plots.FIGURES) == report_names.FIGURES
+    assert set(results_tables.LAYOUTS) == set(report_names.TABLE_LAYOUTS)
 
-    listed = re.search(r"^FIGURES = \[(.*)\]$", (REPO / "workflow" / "common.smk").read_text(), re.M).group(1)
-    assert [name.strip().strip('"') for name in listed.split(",")] == list(FIGURES)
+
+def test_an_unknown_study_table_names_its_key():
+    config = broken(lambda c: c.setdefault("report", {}).update(tables=["grid", "E9"]))
+    with pytest.raises(ConfigError, match=r"report\.tables\[1\].*'E9' is not one of grid, E1"):
+        check_schema(config, SCHEMA)
 
 
 def test_methods_demo_shares_the_demo_data_and_model_and_covers_every_method():

@@ -8,6 +8,7 @@ import torch
 
 from asrcompress.compression.depth import transformer_encoder
 from asrcompress.compression.downsampling import DownsampledCTC, downsample
+from asrcompress.compression.methods import DownsamplingParams
 from asrcompress.compression.registry import Variant, variants_from_config
 from asrcompress.compression.store import compress, load_variant
 from asrcompress.decoding import model_inputs, transcribe
@@ -46,7 +47,7 @@ def waves():
 
 def wrapped(tiny, factor, kind):
     """The downsampled model over a copy of the baseline's weights (the baseline stays untouched)."""
-    return downsample(copy.deepcopy(tiny[0]), factor, {"kind": kind}).eval()
+    return downsample(copy.deepcopy(tiny[0]), factor, DownsamplingParams(kind=kind)).eval()
 
 
 def capture_encoder_input(model):

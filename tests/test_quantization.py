@@ -9,6 +9,7 @@ import torch
 from asrcompress.compression.quantization import (
     FakeQuantLinear, finalize_qat, grid_step, prepare_qat, tinygemm_codes,
 )
+from asrcompress.compression.methods import TargetParams
 from asrcompress.compression.registry import Variant, variants_from_config
 from asrcompress.compression.store import compress, load_variant
 from asrcompress.decoding import transcribe
@@ -21,7 +22,7 @@ from asrcompress.training import load_waves
 from helpers import TINY_TRAINING
 
 FAST_COST = {"cost_seconds": 1.0, "cost_repeats": 1}  # the card's latency is not under test here
-QAT_DEFAULTS = {"include_conv": False, "exclude": ["lm_head"]}
+QAT_DEFAULTS = TargetParams(exclude=("lm_head",))
 
 
 @pytest.fixture(scope="module")
@@ -219,7 +220,7 @@ def test_include_conv_quantizes_the_frontend_but_not_the_weight_normed_conv(base
     model = load_pretrained_dir(baseline)[0]
     original = {name: m.weight.detach().clone() for name, m in model.named_modules() if isinstance(m, torch.nn.Conv1d)}
     meta = {}
-    finalize_qat(prepare_qat(model, 2, {"include_conv": True, "exclude": ["lm_head"]}, None), 2, {},
+    finalize_qat(prepare_qat(model, 2, TargetParams(include_conv=True, exclude=("lm_head",)), None), 2, QAT_DEFAULTS,
                  SimpleNamespace(meta=meta))
     convs = {name for name in original if "feature_extractor" in name}
     assert convs and {f"{name}.weight" for name in convs} <= set(meta["weight_bits"])
@@ -277,8 +278,8 @@ def test_int4_codes_reproduce_the_grid_exactly():
     for bits in (4, 2):
         linear = torch.nn.Linear(256, 24)
         linear.weight.data = weight.clone()
-        model = prepare_qat(torch.nn.Sequential(linear), bits, {**QAT_DEFAULTS, "exclude": []}, None)
-        finalize_qat(model, bits, {}, SimpleNamespace(meta={}))
+        model = prepare_qat(torch.nn.Sequential(linear), bits, TargetParams(), None)
+        finalize_qat(model, bits, TargetParams(), SimpleNamespace(meta={}))
         codes, step = tinygemm_codes(linear.weight, bits)
         assert codes.min() >= 8 - (2 ** (bits - 1) - 1) and codes.max() <= 8 + 2 ** (bits - 1) - 1
         assert torch.allclose((codes - 8) * step[:, None], linear.weight, atol=1e-6)

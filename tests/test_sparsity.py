@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from asrcompress.compression import registry
+from asrcompress.compression.methods import TargetParams
 from asrcompress.compression.registry import Variant, variants_from_config
 from asrcompress.compression.sparsity import fits_2of4, nm_mask, nm_prepare
 from asrcompress.compression.store import compress, load_variant
@@ -111,16 +112,16 @@ def test_bad_patterns_and_widths_are_config_errors(baseline, tmp_path):
         **TINY_ARCHITECTURE, "hidden_size": 50, "num_conv_pos_embedding_groups": 2}), build_processor())
     expected = r"nm_sparsity~3of4\]\.levels.*M=4.*encoder\.layers\.0\.attention\.q_proj \(input width 50\)"
     with pytest.raises(ConfigError, match=expected) as err:
-        nm_prepare(wide50, "3:4", {"include_conv": False, "exclude": ["lm_head"]}, SimpleNamespace(meta={}))
+        nm_prepare(wide50, "3:4", TargetParams(exclude=("lm_head",)), SimpleNamespace(meta={}))
     assert "feature_projection" not in str(err.value)  # its input is the 48-wide CNN output
     with pytest.raises(ConfigError, match=r"params\.exclude.*no weight left"):
-        nm_prepare(wide50, "2:4", {"include_conv": False, "exclude": ["wav2vec2", "lm_head"]}, SimpleNamespace(meta={}))
+        nm_prepare(wide50, "2:4", TargetParams(exclude=("wav2vec2", "lm_head")), SimpleNamespace(meta={}))
 
 
 def test_exclude_and_include_conv_choose_the_weights():
     model, _ = tiny_model()
     context = SimpleNamespace(meta={})
-    nm_prepare(model, "2:4", {"include_conv": True, "exclude": ["feed_forward", "lm_head"]}, context)
+    nm_prepare(model, "2:4", TargetParams(include_conv=True, exclude=("feed_forward", "lm_head")), context)
     keys = set(context.meta["nm_pattern"])
     assert "wav2vec2.feature_extractor.conv_layers.0.conv.weight" in keys  # 1 x 20 kernel: groups of 4 fit
     assert not any("feed_forward" in k or "lm_head" in k or "pos_conv" in k for k in keys)

@@ -10,6 +10,7 @@ import torch
 
 from asrcompress.compression import structured as st
 from asrcompress.compression.context import CompressionContext
+from asrcompress.compression.methods import L0Params, MagnitudeStructuredParams
 from asrcompress.compression.registry import Variant, variants_from_config
 from asrcompress.compression.store import compress, load_variant
 from asrcompress.cost import count_parameters
@@ -44,7 +45,7 @@ def logits(model, seconds: float = 1.0) -> torch.Tensor:
 
 
 def params(**given):
-    return {"budget": "params", "prune": ["conv", "head", "ffn"], "importance": "l2", **given}
+    return MagnitudeStructuredParams(**{"budget": "params", **given})
 
 
 @torch.no_grad()
@@ -282,8 +283,7 @@ def test_taylor_variant_reads_calibration_data(baseline, tmp_path, tiny_corpus):
 def _gated(level=0.5, **given):
     model, processor = wide_model()
     ctx = context(processor)
-    config = {"budget": "macs", "prune": ["conv", "head", "ffn"], "reg_learning_rate": 0.02, "target_ramp": 0.0,
-              **given}
+    config = L0Params(**{"target_ramp": 0.0, **given})
     st.add_gates(model, level, config, ctx)
     return model, ctx, config
 

@@ -20,6 +20,6 @@ rule augment:
     log:
         "logs/augment/{condition}.log",
     benchmark:
-        "benchmarks/augment/{condition}.tsv"
+        "results/benchmarks/augment/{condition}.tsv"
     script:
         "../scripts/augment.py"

@@ -13,6 +13,7 @@ from asrcompress.catalog import load_catalog
 from asrcompress.config import build_grid, check_schema
 from asrcompress.conditions import Condition, RandomProtocol
 from asrcompress.models import ModelSpec
+from asrcompress.report_names import FIGURES, TABLE_LAYOUTS
 
 
 check_schema(config, workflow.source_path("schemas/config.schema.yaml"))
@@ -46,8 +47,6 @@ wildcard_constraints:
     filename=one_of(a.filename for a in GRID.archives),
 
 
-# The keys of asrcompress.plots.FIGURES, not imported: matplotlib would slow every dry run.
-FIGURES = ["wer_vs_snr", "wer_per_condition", "wer_by_condition_kind", "wer_vs_sparsity", "wer_vs_gmacs", "rel_wer_vs_size", "distillation", "degradation_heatmap", "pareto_latency"]
 DECODERS = [d.name for d in GRID.decoders]
 
 

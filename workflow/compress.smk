@@ -24,6 +24,6 @@ rule compress:
     log:
         "logs/compress/{model}/{variant}.log",
     benchmark:
-        "benchmarks/compress/{model}/{variant}.tsv"
+        "results/benchmarks/compress/{model}/{variant}.tsv"
     script:
         "../scripts/compress.py"

@@ -13,7 +13,7 @@ if config["corpus"]["kind"] == "demo":
         log:
             "logs/data/demo_corpus/{split}.log",
         benchmark:
-            "benchmarks/data/demo_corpus/{split}.tsv"
+            "results/benchmarks/data/demo_corpus/{split}.tsv"
         script:
             "../scripts/demo_corpus.py"
 
@@ -32,7 +32,7 @@ else:
         log:
             "logs/data/prepare_split/{split}.log",
         benchmark:
-            "benchmarks/data/prepare_split/{split}.tsv"
+            "results/benchmarks/data/prepare_split/{split}.tsv"
         script:
             "../scripts/prepare_split.py"
 
@@ -50,7 +50,7 @@ rule corpus_bank:
     log:
         "logs/data/corpus_bank/{bank_kind}/{bank}.log",
     benchmark:
-        "benchmarks/data/corpus_bank/{bank_kind}/{bank}.tsv"
+        "results/benchmarks/data/corpus_bank/{bank_kind}/{bank}.tsv"
     script:
         "../scripts/corpus_bank.py"
 
@@ -66,7 +66,7 @@ rule noise_bank:
     log:
         "logs/data/noise_bank/{noise}.log",
     benchmark:
-        "benchmarks/data/noise_bank/{noise}.tsv"
+        "results/benchmarks/data/noise_bank/{noise}.tsv"
     script:
         "../scripts/noise_bank.py"
 
@@ -84,6 +84,6 @@ rule rir_bank:
     log:
         "logs/data/rir_bank/{rt60}.log",
     benchmark:
-        "benchmarks/data/rir_bank/{rt60}.tsv"
+        "results/benchmarks/data/rir_bank/{rt60}.tsv"
     script:
         "../scripts/rir_bank.py"

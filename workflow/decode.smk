@@ -34,6 +34,6 @@ rule decode:
     log:
         f"logs/decode/{DECODE_JOB}.log",
     benchmark:
-        f"benchmarks/decode/{DECODE_JOB}.tsv"
+        f"results/benchmarks/decode/{DECODE_JOB}.tsv"
     script:
         "../scripts/decode.py"

@@ -26,7 +26,7 @@ rule download:
     log:
         "logs/download/{dataset}/{filename}.log",
     benchmark:
-        "benchmarks/download/{dataset}/{filename}.tsv"
+        "results/benchmarks/download/{dataset}/{filename}.tsv"
     script:
         "../scripts/download.py"
 
@@ -42,7 +42,7 @@ rule extract:
     log:
         "logs/extract/{dataset}/{archive}.log",
     benchmark:
-        "benchmarks/extract/{dataset}/{archive}.tsv"
+        "results/benchmarks/extract/{dataset}/{archive}.tsv"
     script:
         "../scripts/extract.py"
 
@@ -59,6 +59,6 @@ rule fetch_model:
     log:
         "logs/download/models/{model}.log",
     benchmark:
-        "benchmarks/download/models/{model}.tsv"
+        "results/benchmarks/download/models/{model}.tsv"
     script:
         "../scripts/fetch_model.py"

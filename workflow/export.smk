@@ -24,6 +24,6 @@ rule export_onnx:
     log:
         "logs/export_onnx/{model}/{variant}.log",
     benchmark:
-        "benchmarks/export_onnx/{model}/{variant}.tsv"
+        "results/benchmarks/export_onnx/{model}/{variant}.tsv"
     script:
         "../scripts/export_onnx.py"

@@ -22,6 +22,6 @@ rule finetune:
     log:
         "logs/finetune/{model}.log",
     benchmark:
-        "benchmarks/finetune/{model}.tsv"
+        "results/benchmarks/finetune/{model}.tsv"
     script:
         "../scripts/finetune.py"

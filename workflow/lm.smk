@@ -18,6 +18,6 @@ rule language_model:
     log:
         "logs/lm/{lm}.log",
     benchmark:
-        "benchmarks/lm/{lm}.tsv"
+        "results/benchmarks/lm/{lm}.tsv"
     script:
         "../scripts/language_model.py"

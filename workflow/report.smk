@@ -33,7 +33,7 @@ rule aggregate:
     log:
         f"logs/{REPORT_LOGS}/aggregate.log",
     benchmark:
-        f"benchmarks/{REPORT_LOGS}/aggregate.tsv"
+        f"results/benchmarks/{REPORT_LOGS}/aggregate.tsv"
     script:
         "../scripts/aggregate.py"
 
@@ -51,13 +51,13 @@ rule study_tables:
         ),
         csv=f"{TABLE_DIR}/{{layout}}.csv",
     wildcard_constraints:
-        layout="grid|E[1-5]",
+        layout="|".join(TABLE_LAYOUTS),
     conda:
         "../envs/report.yaml"
     log:
         f"logs/{REPORT_LOGS}/table_{{layout}}.log",
     benchmark:
-        f"benchmarks/{REPORT_LOGS}/table_{{layout}}.tsv"
+        f"results/benchmarks/{REPORT_LOGS}/table_{{layout}}.tsv"
     script:
         "../scripts/study_tables.py"
 
@@ -76,7 +76,7 @@ rule results_md:
     log:
         f"logs/{REPORT_LOGS}/results_md.log",
     benchmark:
-        f"benchmarks/{REPORT_LOGS}/results_md.tsv"
+        f"results/benchmarks/{REPORT_LOGS}/results_md.tsv"
     script:
         "../scripts/results_md.py"
 
@@ -97,7 +97,7 @@ rule config_snapshot:
     log:
         f"logs/{REPORT_LOGS}/config_snapshot.log",
     benchmark:
-        f"benchmarks/{REPORT_LOGS}/config_snapshot.tsv"
+        f"results/benchmarks/{REPORT_LOGS}/config_snapshot.tsv"
     script:
         "../scripts/config_snapshot.py"
 
@@ -121,7 +121,7 @@ rule plot:
     log:
         f"logs/{REPORT_LOGS}/plot_{{figure}}.log",
     benchmark:
-        f"benchmarks/{REPORT_LOGS}/plot_{{figure}}.tsv"
+        f"results/benchmarks/{REPORT_LOGS}/plot_{{figure}}.tsv"
     script:
         "../scripts/plot.py"
 
@@ -148,6 +148,6 @@ rule gallery:
     log:
         "logs/report/gallery/{condition}.log",
     benchmark:
-        "benchmarks/report/gallery/{condition}.tsv"
+        "results/benchmarks/report/gallery/{condition}.tsv"
     script:
         "../scripts/gallery.py"

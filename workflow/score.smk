@@ -29,6 +29,6 @@ rule score:
     log:
         f"logs/score/{SCORE_JOB}.log",
     benchmark:
-        f"benchmarks/score/{SCORE_JOB}.tsv"
+        f"results/benchmarks/score/{SCORE_JOB}.tsv"
     script:
         "../scripts/score.py"

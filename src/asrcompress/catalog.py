@@ -72,7 +72,7 @@ class Archive:
         return f"{RESOURCES}/corpora/{self.dataset}/{self.name}"
 
     def remote(self):
-        from .download import RemoteFile
+        from .download import RemoteFile  # requests: the workflow reads the catalogue at parse time, not this
 
         return RemoteFile(url=self.url, mirrors=self.mirrors, sha256=self.sha256, md5=self.md5, bytes=self.bytes,
                           advisory=self.advisory)

@@ -20,6 +20,7 @@ from .conditions import Condition, RandomProtocol, conditions_from_config, is_si
 from .errors import ConfigError
 from .lm import LanguageModelSpec
 from .models import ModelSpec
+from .report_names import TABLE_LAYOUTS
 from .search import GREEDY, DecoderSpec
 
 
@@ -45,6 +46,14 @@ def check_schema(config: dict[str, Any], schema_path: str | Path) -> None:
             prefix = f"{key}." if error.absolute_path else ""
             raise ConfigError(f"{prefix}{extra[0]}" if extra else key, "unknown key (misspelt?)")
         raise ConfigError(key, error.message)
+    _check_report_names(config)
+
+
+def _check_report_names(config: dict[str, Any]) -> None:
+    """The study tables asked for exist (their names live in report_names, not in the schema)."""
+    for index, name in enumerate((config.get("report") or {}).get("tables") or []):
+        if name not in TABLE_LAYOUTS:
+            raise ConfigError(f"report.tables[{index}]", f"{name!r} is not one of {', '.join(TABLE_LAYOUTS)}")
 
 
 @dataclasses.dataclass(frozen=True)

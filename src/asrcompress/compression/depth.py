@@ -16,6 +16,7 @@ import torch
 
 from ..errors import ConfigError
 from .context import CompressionContext
+from .methods import LayerRemovalParams
 from .registry import step_key
 
 log = logging.getLogger(__name__)
@@ -66,13 +67,13 @@ def kept_by_position(total: int, count: int, keep: str) -> list[int]:
     return list(range(count)) if keep == "first" else list(range(total - count, total))
 
 
-def remove_layers(model: torch.nn.Module, level: float, params: dict[str, Any],
+def remove_layers(model: torch.nn.Module, level: float, params: LayerRemovalParams,
                   context: CompressionContext) -> torch.nn.Module:
     total, count = layer_count(model), int(level)
     if count > total:
         raise ConfigError(step_key("layer_removal", level),
                           f"keeps {count} Transformer layers but the model has only {total}")
-    kept = kept_by_position(total, count, params["keep"])
+    kept = kept_by_position(total, count, params.keep)
     context.meta.update(layers_before=total, kept_layers=kept)
     return keep_layers(model, kept)
 
@@ -119,7 +120,7 @@ class _DropProbe:
         return round(1.0 - self.layer_passes / possible, 4) if possible else None
 
 
-def start_layerdrop(model: torch.nn.Module, level: float, _params: dict[str, Any],
+def start_layerdrop(model: torch.nn.Module, level: float, _params: LayerRemovalParams,
                     context: CompressionContext) -> torch.nn.Module:
     """Train with LayerDrop at ``level`` (HF's own, in the encoder's forward, training mode only)."""
     total = layer_count(model)
@@ -132,7 +133,7 @@ def start_layerdrop(model: torch.nn.Module, level: float, _params: dict[str, Any
     return model
 
 
-def prune_evenly(model: torch.nn.Module, level: float, _params: dict[str, Any],
+def prune_evenly(model: torch.nn.Module, level: float, _params: LayerRemovalParams,
                  context: CompressionContext) -> torch.nn.Module:
     """Restore the baseline's LayerDrop setting, record the rate seen in training, keep evenly spaced layers."""
     encoder = transformer_encoder(model)

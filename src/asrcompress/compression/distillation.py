@@ -31,6 +31,7 @@ from ..cost import conv_lengths, count_parameters
 from ..errors import ConfigError
 from ..training import TrainConfig, TrainHooks
 from .context import CompressionContext
+from .methods import DistillationParams
 from .registry import Recovery
 
 FBANK_BINS = 80
@@ -61,13 +62,13 @@ class StudentSizes:
     heads: int
 
     @classmethod
-    def from_params(cls, teacher: Any, params: dict[str, Any]) -> "StudentSizes":
+    def from_params(cls, teacher: Any, params: DistillationParams) -> "StudentSizes":
         """Explicit sizes win; the rest scale from the teacher's config."""
-        deep = params["shape"] == "deep_thin"
-        layers = params["layers"] or (teacher.num_hidden_layers if deep else 2)
-        hidden = params["hidden_size"] or (teacher.hidden_size // 2 if deep else teacher.hidden_size)
-        ffn = params["intermediate_size"] or hidden * teacher.intermediate_size // teacher.hidden_size
-        heads = params["heads"] or _heads_for(hidden, teacher.hidden_size // teacher.num_attention_heads)
+        deep = params.shape == "deep_thin"
+        layers = params.layers or (teacher.num_hidden_layers if deep else 2)
+        hidden = params.hidden_size or (teacher.hidden_size // 2 if deep else teacher.hidden_size)
+        ffn = params.intermediate_size or hidden * teacher.intermediate_size // teacher.hidden_size
+        heads = params.heads or _heads_for(hidden, teacher.hidden_size // teacher.num_attention_heads)
         if hidden % heads:
             raise ConfigError("distillation.params.heads", f"{heads} heads do not divide hidden size {hidden}")
         return cls(layers, hidden, ffn, heads)
@@ -333,36 +334,36 @@ def _phase(ctx: CompressionContext, name: str) -> CompressionContext:
     return dataclasses.replace(ctx, checkpoint_dir=ctx.checkpoint_root / "distillation" / name, training=training)
 
 
-def prepare_student(model: torch.nn.Module, _level: Any, params: dict[str, Any],
+def prepare_student(model: torch.nn.Module, _level: Any, params: DistillationParams,
                     ctx: CompressionContext) -> torch.nn.Module:
     """Build the student from the teacher's config, copy what it shares with the teacher, record the meta."""
     teacher = ctx.teacher()
     config = teacher.config
     sizes = StudentSizes.from_params(config, params)
-    frontend = fbank_frontend_meta(config, ctx.sample_rate) if params["frontend"] == "fbank" else {"type": "cnn"}
-    prediction = params["prediction"]
-    layerwise = prediction == "layerwise" or (prediction == "auto" and params["shape"] == "deep_thin")
-    targets = Targets.plan(config.num_hidden_layers, sizes.layers, params["targets"], layerwise)
+    frontend = fbank_frontend_meta(config, ctx.sample_rate) if params.frontend == "fbank" else {"type": "cnn"}
+    prediction = params.prediction
+    layerwise = prediction == "layerwise" or (prediction == "auto" and params.shape == "deep_thin")
+    targets = Targets.plan(config.num_hidden_layers, sizes.layers, params.targets, layerwise)
     top = targets.head_for_top(config.num_hidden_layers, sizes.layers)
-    needs_top = [name for name, wanted in (("loss", params["loss"] == "reg+disc"),
-                                           ("ctc_head", params["ctc_head"] == "composed")) if wanted]
+    needs_top = [name for name, wanted in (("loss", params.loss == "reg+disc"),
+                                           ("ctc_head", params.ctc_head == "composed")) if wanted]
     if needs_top and top is None:
         raise ConfigError(f"distillation.params.{needs_top[0]}",
-                          f"{params[needs_top[0]]!r} needs a head predicting the teacher's last layer "
+                          f"{getattr(params, needs_top[0])!r} needs a head predicting the teacher's last layer "
                           f"({config.num_hidden_layers}) from the student's last: add it to targets")
     ctx.meta.update(student_config=student_config(config, sizes, frontend), frontend=frontend)
     student = build_student(ctx.meta)
     copied = copy_matching(student, teacher)
-    if params["freeze_cnn"] and frontend["type"] == "cnn":
+    if params.freeze_cnn and frontend["type"] == "cnn":
         student.freeze_feature_encoder()
     base_lr = TrainConfig.from_config(ctx.training).learning_rate
     ctx.meta.update(
-        shape=params["shape"], sizes=dataclasses.asdict(sizes),
+        shape=params.shape, sizes=dataclasses.asdict(sizes),
         targets={"teacher": list(targets.teacher), "student": list(targets.student)}, top_head=top,
-        loss=params["loss"], cos_weight=params["cos_weight"], disc_weight=params["disc_weight"],
-        disc_temperature=params["disc_temperature"], distill_steps=params["distill_steps"],
-        distill_learning_rate=params["distill_learning_rate"] or base_lr, ctc_head=params["ctc_head"],
-        freeze_cnn=bool(params["freeze_cnn"]),
+        loss=params.loss, cos_weight=params.cos_weight, disc_weight=params.disc_weight,
+        disc_temperature=params.disc_temperature, distill_steps=params.distill_steps,
+        distill_learning_rate=params.distill_learning_rate or base_lr, ctc_head=params.ctc_head,
+        freeze_cnn=bool(params.freeze_cnn),
         copied_from_teacher=len(copied), teacher_hidden_size=config.hidden_size,
         teacher_parameters=count_parameters(teacher).parameters,
         student_parameters=count_parameters(student).parameters,
@@ -417,7 +418,7 @@ def train_student(model: torch.nn.Module, ctx: CompressionContext, recovery: Rec
     return student
 
 
-def restructure_student(_model: torch.nn.Module, _level: Any, _params: dict[str, Any],
+def restructure_student(_model: torch.nn.Module, _level: Any, _params: DistillationParams,
                         meta: dict[str, Any]) -> torch.nn.Module:
     return build_student(meta)
 

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from .context import CompressionContext
+from .methods import DownsamplingParams
 from .depth import transformer_encoder
 
 log = logging.getLogger(__name__)
@@ -187,18 +188,18 @@ def downsampled(model: torch.nn.Module) -> DownsampledCTC | None:
     return next((m for m in model.modules() if isinstance(m, DownsampledCTC)), None)
 
 
-def downsample(model: torch.nn.Module, level: float, params: dict[str, Any],
+def downsample(model: torch.nn.Module, level: float, params: DownsamplingParams,
                context_or_meta: CompressionContext | dict | None = None) -> torch.nn.Module:
     """Wrap ``model`` to run at 1/level of its frame rate: ``prepare`` (given the context) and
     ``restructure`` (given the step's recorded meta, which it does not need) alike."""
-    wrapper = DownsampledCTC(model, int(level), params["kind"])
+    wrapper = DownsampledCTC(model, int(level), params.kind)
     if isinstance(context_or_meta, CompressionContext):
         wrapper.sample_rate = context_or_meta.sample_rate
         context_or_meta.meta.update(kind=wrapper.kind, factor=wrapper.factor, frame_ms=wrapper.frame_ms)
     return wrapper
 
 
-def record_alignment(model: torch.nn.Module, _level: Any, _params: dict[str, Any],
+def record_alignment(model: torch.nn.Module, _level: Any, _params: DownsamplingParams,
                      context: CompressionContext) -> torch.nn.Module:
     """Card: how many training utterances had too few frames for CTC (their loss was zeroed)."""
     wrapper = downsampled(model)

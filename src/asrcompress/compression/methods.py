@@ -9,11 +9,11 @@ job prepares, trains, finalizes or loads a variant.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
-from ..errors import ConfigError
-from .registry import Implementation, Method, fraction, integer, nm_pattern, register, require_choice, require_whole
+from .registry import Implementation, Method, Params, ParamError, fraction, integer, nm_pattern, register
 
 # ----------------------------------------------------------------------------------------------
 # The values the family modules share with their config checks
@@ -31,112 +31,149 @@ PREDICTIONS = ("auto", "last", "layerwise")
 CTC_HEADS = ("composed", "fresh")
 SIZE_PARAMS = ("layers", "hidden_size", "intermediate_size", "heads")
 
-DISTILLATION_PARAMS: dict[str, Any] = {
-    "shape": "shallow_wide",
-    "frontend": "cnn",
-    "layers": None,  # None: 2 (shallow_wide) or the teacher's depth (deep_thin)
-    "hidden_size": None,  # None: the teacher's width (shallow_wide) or half of it (deep_thin)
-    "intermediate_size": None,  # None: the teacher's FFN/width ratio times the student's width
-    "heads": None,  # None: the teacher's head size kept
-    "targets": None,  # teacher hidden-state indices (0: before the first layer); None: L/3, 2L/3, L
-    "prediction": "auto",  # auto: last for shallow_wide, layerwise for deep_thin
-    "loss": "reg",
-    "cos_weight": 1.0,  # DistilHuBERT's lambda
-    "disc_weight": 1.0,
-    "disc_temperature": 1.0,
-    "distill_steps": 200,
-    "distill_learning_rate": None,  # None: the base recipe's learning rate (the student starts untrained)
-    "freeze_cnn": False,  # the copied CNN frontend stays fixed (no effect with fbank)
-    "ctc_head": "composed",  # composed: teacher CTC head after the last-layer prediction head; fresh: random
-}
+
+def _positive_number(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) and value > 0
 
 
 # ----------------------------------------------------------------------------------------------
-# Config checks (run at parse time, so the messages name the config key before any job starts)
+# Parameters (checked when a config is parsed, so the messages name the config key before any job starts)
 
 
-def check_target_params(_level: Any, params: dict[str, Any], key: str) -> None:
-    """The parameters that choose the pruned or quantized weights (``include_conv``, ``exclude``)."""
-    if not isinstance(params["include_conv"], bool):
-        raise ConfigError(f"{key}.params.include_conv", f"must be true or false, got {params['include_conv']!r}")
-    exclude = params["exclude"]
-    if not isinstance(exclude, (list, tuple)) or not all(isinstance(s, str) and s for s in exclude):
-        raise ConfigError(f"{key}.params.exclude", f"must be a list of module-name substrings, got {exclude!r}")
+@dataclasses.dataclass(frozen=True)
+class TargetParams(Params):
+    """Which weights a pruning or quantization method touches: nn.Linear, and Conv1d with ``include_conv``,
+    less those whose module name contains one of ``exclude``."""
+
+    include_conv: bool = False
+    exclude: tuple[str, ...] = ()
+
+    def check(self) -> None:
+        self.flag("include_conv")
+        if not isinstance(self.exclude, tuple) or not all(isinstance(s, str) and s for s in self.exclude):
+            raise ParamError("exclude", f"must be a list of module-name substrings, got {self.exclude!r}")
 
 
-def check_static_int8(_level: Any, params: dict[str, Any], key: str) -> None:
-    require_whole(params["calibration_utterances"], f"{key}.params.calibration_utterances")
+@dataclasses.dataclass(frozen=True)
+class CalibrationParams(Params):
+    """Training utterances a conversion observes (static int8 activation ranges)."""
+
+    calibration_utterances: int = 32
+
+    def check(self) -> None:
+        self.whole("calibration_utterances")
 
 
-def check_downsampling(_level: Any, params: dict[str, Any], key: str) -> None:
-    require_choice(params["kind"], DOWNSAMPLING_KINDS, f"{key}.params.kind")
+@dataclasses.dataclass(frozen=True)
+class DownsamplingParams(Params):
+    kind: str = "pool"  # signal | pool | conv
+
+    def check(self) -> None:
+        self.choice("kind", DOWNSAMPLING_KINDS)
 
 
-def check_layer_removal(_level: Any, params: dict[str, Any], key: str) -> None:
-    require_choice(params["keep"], KEEP, f"{key}.params.keep")
+@dataclasses.dataclass(frozen=True)
+class LayerRemovalParams(Params):
+    keep: str = "first"  # the first or the last k layers
+
+    def check(self) -> None:
+        self.choice("keep", KEEP)
 
 
-def _check_kinds_and_budget(params: dict[str, Any], key: str) -> None:
-    require_choice(params["budget"], BUDGETS, f"{key}.params.budget")
-    prune = params["prune"]
-    if isinstance(prune, str) or not isinstance(prune, (list, tuple)) or not prune:
-        raise ConfigError(f"{key}.params.prune",
-                          f"give a non-empty list of structure kinds ({', '.join(STRUCTURE_KINDS)})")
-    for kind in prune:
-        if kind not in STRUCTURE_KINDS:
-            raise ConfigError(f"{key}.params.prune",
-                              f"unknown structure kind {kind!r} (kinds: {', '.join(STRUCTURE_KINDS)})")
-    if len(set(prune)) != len(prune):
-        raise ConfigError(f"{key}.params.prune", f"{list(prune)} lists a kind twice")
+@dataclasses.dataclass(frozen=True)
+class StructuredParams(Params):
+    """What the structured methods share: the structures they remove and the budget their level is a fraction of."""
+
+    budget: str = "macs"
+    prune: tuple[str, ...] = ("conv", "head", "ffn")
+
+    def check(self) -> None:
+        self.choice("budget", BUDGETS)
+        if not isinstance(self.prune, tuple) or not self.prune:
+            raise ParamError("prune", f"give a non-empty list of structure kinds ({', '.join(STRUCTURE_KINDS)})")
+        for kind in self.prune:
+            if kind not in STRUCTURE_KINDS:
+                raise ParamError("prune", f"unknown structure kind {kind!r} (kinds: {', '.join(STRUCTURE_KINDS)})")
+        if len(set(self.prune)) != len(self.prune):
+            raise ParamError("prune", f"{list(self.prune)} lists a kind twice")
 
 
-def check_structured(_level: Any, params: dict[str, Any], key: str) -> None:
-    _check_kinds_and_budget(params, key)
-    hint = " (Taylor importance reads calibration data: use method structured_taylor)" \
-        if params["importance"] == "taylor" else ""
-    require_choice(params["importance"], MAGNITUDES, f"{key}.params.importance", hint)
+@dataclasses.dataclass(frozen=True)
+class MagnitudeStructuredParams(StructuredParams):
+    importance: str = "l2"
+
+    def check(self) -> None:
+        super().check()
+        hint = " (Taylor importance reads calibration data: use method structured_taylor)" \
+            if self.importance == "taylor" else ""
+        self.choice("importance", MAGNITUDES, hint)
 
 
-def check_taylor(_level: Any, params: dict[str, Any], key: str) -> None:
-    _check_kinds_and_budget(params, key)
-    require_whole(params["calibration_utterances"], f"{key}.params.calibration_utterances")
+@dataclasses.dataclass(frozen=True)
+class TaylorParams(StructuredParams):
+    calibration_utterances: int = 16
+
+    def check(self) -> None:
+        super().check()
+        self.whole("calibration_utterances")
 
 
-def check_l0(_level: Any, params: dict[str, Any], key: str) -> None:
-    _check_kinds_and_budget(params, key)
-    rate = params["reg_learning_rate"]
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not math.isfinite(rate) or rate <= 0:
-        raise ConfigError(f"{key}.params.reg_learning_rate", f"must be a positive number, got {rate!r}")
-    ramp = params["target_ramp"]
-    if isinstance(ramp, bool) or not isinstance(ramp, (int, float)) or not 0 <= ramp < 1:
-        raise ConfigError(f"{key}.params.target_ramp", f"must be a fraction of the steps in [0, 1), got {ramp!r}")
+@dataclasses.dataclass(frozen=True)
+class L0Params(StructuredParams):
+    reg_learning_rate: float = 0.02  # of the Lagrange multipliers
+    target_ramp: float = 0.1  # fraction of the steps over which the target sparsity rises to the level
+
+    def check(self) -> None:
+        super().check()
+        if not _positive_number(self.reg_learning_rate):
+            raise ParamError("reg_learning_rate", f"must be a positive number, got {self.reg_learning_rate!r}")
+        ramp = self.target_ramp
+        if isinstance(ramp, bool) or not isinstance(ramp, (int, float)) or not 0 <= ramp < 1:
+            raise ParamError("target_ramp", f"must be a fraction of the steps in [0, 1), got {ramp!r}")
 
 
-def check_distillation(_level: Any, params: dict[str, Any], key: str) -> None:
-    """What can be checked without the teacher (sizes against its depth and width are checked at prepare)."""
-    for name, allowed in (("shape", STUDENT_SHAPES), ("frontend", FRONTENDS), ("loss", LOSSES),
-                          ("prediction", PREDICTIONS), ("ctc_head", CTC_HEADS)):
-        require_choice(params[name], allowed, f"{key}.params.{name}")
-    for name in (*SIZE_PARAMS, "distill_steps"):
-        if params[name] is not None:
-            require_whole(params[name], f"{key}.params.{name}")
-    if params["hidden_size"] and params["heads"] and params["hidden_size"] % params["heads"]:
-        raise ConfigError(f"{key}.params.heads", f"{params['heads']} heads do not divide hidden_size "
-                                                 f"{params['hidden_size']}")
-    targets = params["targets"]
-    if targets is not None and (not isinstance(targets, (list, tuple)) or not targets
-                                or not all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in targets)):
-        raise ConfigError(f"{key}.params.targets",
-                          f"must be a non-empty list of teacher layer numbers, got {targets!r}")
-    for name in ("cos_weight", "disc_weight", "disc_temperature", "distill_learning_rate"):
-        value = params[name]
-        if value is None and name == "distill_learning_rate":
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 \
-                or (value == 0 and name in ("disc_temperature", "distill_learning_rate")):
-            raise ConfigError(f"{key}.params.{name}", f"must be a finite number > 0 (>= 0 for weights), got {value!r}")
-    if not isinstance(params["freeze_cnn"], bool):
-        raise ConfigError(f"{key}.params.freeze_cnn", f"must be true or false, got {params['freeze_cnn']!r}")
+@dataclasses.dataclass(frozen=True)
+class DistillationParams(Params):
+    """The student and its distillation; sizes against the teacher's depth and width are checked at prepare."""
+
+    shape: str = "shallow_wide"
+    frontend: str = "cnn"
+    layers: int | None = None  # None: 2 (shallow_wide) or the teacher's depth (deep_thin)
+    hidden_size: int | None = None  # None: the teacher's width (shallow_wide) or half of it (deep_thin)
+    intermediate_size: int | None = None  # None: the teacher's FFN/width ratio times the student's width
+    heads: int | None = None  # None: the teacher's head size kept
+    targets: tuple[int, ...] | None = None  # teacher hidden-state indices (0: before the first layer); None: L/3, 2L/3, L
+    prediction: str = "auto"  # auto: last for shallow_wide, layerwise for deep_thin
+    loss: str = "reg"
+    cos_weight: float = 1.0  # DistilHuBERT's lambda
+    disc_weight: float = 1.0
+    disc_temperature: float = 1.0
+    distill_steps: int = 200
+    distill_learning_rate: float | None = None  # None: the base recipe's learning rate (the student starts untrained)
+    freeze_cnn: bool = False  # the copied CNN frontend stays fixed (no effect with fbank)
+    ctc_head: str = "composed"  # composed: teacher CTC head after the last-layer prediction head; fresh: random
+
+    def check(self) -> None:
+        for name, allowed in (("shape", STUDENT_SHAPES), ("frontend", FRONTENDS), ("loss", LOSSES),
+                              ("prediction", PREDICTIONS), ("ctc_head", CTC_HEADS)):
+            self.choice(name, allowed)
+        for name in SIZE_PARAMS:
+            self.whole(name, optional=True)
+        self.whole("distill_steps")
+        if self.hidden_size and self.heads and self.hidden_size % self.heads:
+            raise ParamError("heads", f"{self.heads} heads do not divide hidden_size {self.hidden_size}")
+        targets = self.targets
+        if targets is not None and (not isinstance(targets, tuple) or not targets or not all(
+                isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in targets)):
+            raise ParamError("targets", f"must be a non-empty list of teacher layer numbers, got {targets!r}")
+        for name in ("cos_weight", "disc_weight", "disc_temperature", "distill_learning_rate"):
+            value = getattr(self, name)
+            if value is None and name == "distill_learning_rate":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 \
+                    or (value == 0 and name in ("disc_temperature", "distill_learning_rate")):
+                raise ParamError(name, f"must be a finite number > 0 (>= 0 for weights), got {value!r}")
+        self.flag("freeze_cnn")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -192,8 +229,7 @@ register(Method(
     family="quantization",
     onnx_convert=quantization.ort_static_int8,
     version=2,  # 1: torch.ao eager static quantization (x86 qconfig), deprecated by torch
-    params={"calibration_utterances": 32},
-    check=check_static_int8,
+    params=CalibrationParams(),
     training="never",
     needs_data=True,
     cpu_only=True,
@@ -221,8 +257,7 @@ register(Method(
     # The studies do not record which layers USM-Lite keeps in float. Default: the CTC output
     # projection (hidden x vocab, ~0.01 % of the weights), whose errors land on the logits
     # directly; the CNN frontend stays float as in E1's int8 (``include_conv`` to quantize it).
-    params={"include_conv": False, "exclude": ["lm_head"]},
-    check=check_target_params,
+    params=TargetParams(exclude=("lm_head",)),
     training="optional",
 ))
 
@@ -235,8 +270,7 @@ register(Method(
     level=fraction(0.0, 1.0),
     # E1 (Pimentel et al.) prunes globally over the model's linear layers: the CTC head included
     # by default, unlike nm_sparsity; `exclude: [lm_head]` spares it.
-    params={"include_conv": False, "exclude": []},
-    check=check_target_params,
+    params=TargetParams(),
 ))
 
 register(Method(
@@ -249,38 +283,33 @@ register(Method(
     level=nm_pattern(),
     # The CTC output layer (vocab x hidden) is ~0.01 % of the weights: sparsifying it saves
     # nothing while every logit depends on it directly (the studies record no choice for USM-Lite).
-    params={"include_conv": False, "exclude": ["lm_head"]},
-    check=check_target_params,
+    params=TargetParams(exclude=("lm_head",)),
     accelerate=sparsity.semi_structured,
 ))
 
-_STRUCTURED_COMMON = {"budget": "macs", "prune": ["conv", "head", "ffn"]}
-
-
-def _register_structured(name: str, description: str, params: dict[str, Any], **fields: Any) -> None:
+def _register_structured(name: str, description: str, params: StructuredParams, **fields: Any) -> None:
     """The three share what makes them structured: a budget fraction, the surgery, and its replay on load."""
     register(Method(name=name, description=description, family="structured", reshapes=True,
-                    restructure=structured.rebuild, level=fraction(0.0, 1.0),
-                    params={**_STRUCTURED_COMMON, **params}, **fields))
+                    restructure=structured.rebuild, level=fraction(0.0, 1.0), params=params, **fields))
 
 
 _register_structured(
     "structured",
     "structured pruning of CNN channels, attention heads and FFN units by weight magnitude, greedy under a "
     "parameter or MAC budget; really removed (Peng et al. 2023)",
-    {"importance": "l2"}, prepare=structured.prune_by_importance, check=check_structured,
+    MagnitudeStructuredParams(), prepare=structured.prune_by_importance,
 )
 _register_structured(
     "structured_taylor",
     "structured pruning as `structured`, ranked by first-order Taylor importance |w * grad| on calibration utterances",
-    {"calibration_utterances": 16}, prepare=structured.prune_by_taylor, needs_data=True, check=check_taylor,
+    TaylorParams(), prepare=structured.prune_by_taylor, needs_data=True,
 )
 _register_structured(
     "structured_l0",
     "HJ-Pruning / DPHuBERT: HardConcrete L0 gates on CNN channels, heads and FFN units learned during recovery "
     "with a Lagrangian budget, then removed",
-    {"reg_learning_rate": 0.02, "target_ramp": 0.1}, prepare=structured.add_gates, train=structured.learn_gates,
-    finalize=structured.remove_gates, training="required", check=check_l0,
+    L0Params(), prepare=structured.add_gates, train=structured.learn_gates,
+    finalize=structured.remove_gates, training="required",
 )
 
 register(Method(
@@ -293,9 +322,8 @@ register(Method(
     finalize=downsampling.record_alignment,
     restructure=downsampling.downsample,
     level=integer(choices=DOWNSAMPLING_FACTORS),
-    params={"kind": "pool"},
+    params=DownsamplingParams(),
     training="required",
-    check=check_downsampling,
 ))
 
 register(Method(
@@ -305,8 +333,7 @@ register(Method(
     family="depth",
     prepare=depth.remove_layers,
     level=integer(1),
-    params={"keep": "first"},
-    check=check_layer_removal,
+    params=LayerRemovalParams(),
 ))
 
 register(Method(
@@ -328,9 +355,8 @@ register(Method(
     prepare=distillation.prepare_student,
     restructure=distillation.restructure_student,
     train=distillation.train_student,
-    params=DISTILLATION_PARAMS,
+    params=DistillationParams(),
     not_exportable_with={"frontend": "fbank"},  # torch's exporter has no STFT of complex type
     training="required",
     needs_data=True,
-    check=check_distillation,
 ))

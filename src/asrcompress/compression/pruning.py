@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.utils.parametrize as parametrize
 import torch.nn.utils.prune as prune
+
+if TYPE_CHECKING:
+    from .methods import TargetParams
 
 
 
@@ -43,17 +46,17 @@ def keep_mask(module: torch.nn.Module, mask: torch.Tensor) -> None:
         prune.custom_from_mask(module, "weight", mask)
 
 
-def global_magnitude(model: torch.nn.Module, level: float, params: dict[str, Any], _context: Any) -> torch.nn.Module:
+def global_magnitude(model: torch.nn.Module, level: float, params: TargetParams, _context: Any) -> torch.nn.Module:
     """Global L1 unstructured pruning: mask the ``level`` fraction of smallest-magnitude weights
     across all prunable matrices together. The masks stay (as forward pre-hooks) through recovery
     fine-tuning, so pruned weights stay zero while the others train."""
-    targets = prunable_weights(model, bool(params["include_conv"]), params["exclude"])
+    targets = prunable_weights(model, bool(params.include_conv), params.exclude)
     prune.global_unstructured([(module, "weight") for _, module in targets], pruning_method=prune.L1Unstructured,
                               amount=float(level))
     return model
 
 
-def remove_masks(model: torch.nn.Module, _level: Any, _params: dict[str, Any], _context: Any) -> torch.nn.Module:
+def remove_masks(model: torch.nn.Module, _level: Any, _params: TargetParams, _context: Any) -> torch.nn.Module:
     """Make every pruning mask permanent: plain weights with zeros, no hooks."""
     for module in model.modules():
         for name in [k[: -len("_orig")] for k, _ in module.named_parameters(recurse=False) if k.endswith("_orig")]:

@@ -25,8 +25,10 @@ import torch.nn.functional as F
 from ..decoding import model_inputs
 from ..deploy import quantize_dynamic_graph, quantize_static_graph
 from ..errors import PipelineError
+from .methods import CalibrationParams, TargetParams
 from .packing import record_weight_bits, weight_bits_of
 from .pruning import prunable_weights
+from .registry import Params
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +42,7 @@ def _torchao_available() -> bool:
 
 
 def _cast(dtype: torch.dtype) -> Callable[..., torch.nn.Module]:
-    def cast(model: torch.nn.Module, _level: Any, _params: dict[str, Any], _context: Any = None) -> torch.nn.Module:
+    def cast(model: torch.nn.Module, _level: Any, _params: Params, _context: Any = None) -> torch.nn.Module:
         """Every floating parameter and buffer to ``dtype``. Also the restructure: the saved state dict
         holds half-size tensors, and loading it into a float32 model would silently upcast them."""
         return model.to(dtype)
@@ -69,22 +71,22 @@ def _record(context: Any, **meta: Any) -> None:
     context.meta.update({"runtime": "onnxruntime", **meta})
 
 
-def ort_dynamic_int8(float_path: Path, out_path: Path, _params: dict[str, Any], context: Any) -> None:
+def ort_dynamic_int8(float_path: Path, out_path: Path, _params: Params, context: Any) -> None:
     """E1's dynamic int8 as torch's quantize_dynamic made it: int8 weights per tensor, activations per call."""
     _record(context, weights="int8, per tensor", activations="uint8, dynamic")
     quantize_dynamic_graph(float_path, out_path, per_channel=False)
 
 
-def ort_int8(float_path: Path, out_path: Path, _params: dict[str, Any], context: Any) -> None:
+def ort_int8(float_path: Path, out_path: Path, _params: Params, context: Any) -> None:
     """ONNX Runtime's recommended dynamic int8: int8 weights per output channel, activations per call."""
     _record(context, weights="int8, per channel", activations="uint8, dynamic")
     quantize_dynamic_graph(float_path, out_path, per_channel=True)
 
 
-def ort_static_int8(float_path: Path, out_path: Path, params: dict[str, Any], context: Any) -> None:
+def ort_static_int8(float_path: Path, out_path: Path, params: CalibrationParams, context: Any) -> None:
     """Static int8: activation ranges (min/max) observed on ``calibration_utterances`` training utterances (the
     same ones every run), int8 weights per output channel, a QDQ graph."""
-    count = int(params["calibration_utterances"])
+    count = int(params.calibration_utterances)
     waves = context.calibration_waves(count)
     inputs = [model_inputs(context.processor, [wave], context.sample_rate)["input_values"].numpy() for wave in waves]
     _record(context, weights="int8, per channel", activations="uint8, static (min/max)", calibration_utterances=count)
@@ -167,10 +169,10 @@ def qat_targets(model: torch.nn.Module, include_conv: bool, exclude: list[str]) 
     return chosen
 
 
-def prepare_qat(model: torch.nn.Module, level: float, params: dict[str, Any], _context: Any) -> torch.nn.Module:
-    targets = qat_targets(model, bool(params["include_conv"]), list(params["exclude"]))
+def prepare_qat(model: torch.nn.Module, level: float, params: TargetParams, _context: Any) -> torch.nn.Module:
+    targets = qat_targets(model, bool(params.include_conv), list(params.exclude))
     if not targets:
-        raise PipelineError(f"qat: no weight left to quantize (exclude={params['exclude']!r})")
+        raise PipelineError(f"qat: no weight left to quantize (exclude={list(params.exclude)!r})")
     for _name, module in targets:
         module.__class__ = FAKE_QUANT[type(module)]
         module.qat_bits = int(level)
@@ -189,7 +191,7 @@ def _stored_weight(module: torch.nn.Module) -> tuple[torch.Tensor, torch.nn.Para
 
 
 @torch.no_grad()
-def finalize_qat(model: torch.nn.Module, _level: Any, _params: dict[str, Any], context: Any) -> torch.nn.Module:
+def finalize_qat(model: torch.nn.Module, _level: Any, _params: Params, context: Any) -> torch.nn.Module:
     """Write the grid values into the weights and restore the plain classes.
 
     A pending prune mask (N:M before or after this step) stays valid: masked weights are zero and
@@ -248,7 +250,7 @@ def tinygemm_int4_weight(weight: torch.Tensor, bits: int) -> torch.Tensor:
     )
 
 
-def accelerate_qat(model: torch.nn.Module, level: float, _params: dict[str, Any],
+def accelerate_qat(model: torch.nn.Module, level: float, _params: Params,
                     meta: dict[str, Any]) -> torch.nn.Module:
     """4- and 2-bit Linear weights to the int4 tinygemm kernel (bf16 activations in those layers).
 

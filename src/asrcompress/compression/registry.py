@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from typing import TYPE_CHECKING, Any, Callable, Union
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Union
 
 from ..errors import ConfigError
 
@@ -28,8 +28,8 @@ if TYPE_CHECKING:  # the workflow imports this module at parse time: keep torch 
     from .context import CompressionContext
 
 Level = Union[float, str]  # a fraction, factor, bit width or layer count; "N:M" for N:M sparsity
-Transform = Callable[["torch.nn.Module", Any, dict, "CompressionContext"], "torch.nn.Module"]
-Restructure = Callable[["torch.nn.Module", Any, dict, dict], "torch.nn.Module"]
+Transform = Callable[["torch.nn.Module", Any, "Params", "CompressionContext"], "torch.nn.Module"]
+Restructure = Callable[["torch.nn.Module", Any, "Params", dict], "torch.nn.Module"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -121,7 +121,7 @@ def step_key(method: str, level: Level) -> str:
 
 
 # ----------------------------------------------------------------------------------------------
-# Config values: checks the methods' ``check`` functions share
+# Config values
 
 
 def require_whole(value: Any, key: str, minimum: int = 1) -> int:
@@ -131,11 +131,73 @@ def require_whole(value: Any, key: str, minimum: int = 1) -> int:
     return value
 
 
-def require_choice(value: Any, choices: tuple[Any, ...], key: str, hint: str = "") -> Any:
-    """``value`` itself, if it is one of ``choices``; else a ConfigError naming ``key`` (``hint`` appended)."""
-    if value not in choices:
-        raise ConfigError(key, f"{value!r} is not one of {', '.join(map(str, choices))}{hint}")
-    return value
+# ----------------------------------------------------------------------------------------------
+# Parameters: one frozen dataclass per method, which checks itself
+
+
+class ParamError(ValueError):
+    """A parameter value its dataclass refuses; :meth:`Method.resolve_params` names the config key."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclasses.dataclass(frozen=True)
+class Params:
+    """A method's parameters: the method's instance holds its defaults; ``dataclasses.replace`` with a
+    config's values makes a step's, checked in ``__post_init__`` (lists become tuples, so steps hash).
+
+    Recipes store them as a plain dict (:meth:`to_json`); the card records each step's ``schema`` (type and
+    ``VERSION``, raised when a field changes meaning), as torchao's configs do.
+    """
+
+    VERSION: ClassVar[int] = 1
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, list):
+                object.__setattr__(self, field.name, tuple(value))
+        self.check()
+
+    def check(self) -> None:
+        """Raise :class:`ParamError` for a value the method cannot use (no model or data at hand)."""
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(field.name for field in dataclasses.fields(cls))
+
+    def to_json(self) -> dict[str, Any]:
+        return {name: list(value) if isinstance(value, tuple) else value
+                for name, value in ((name, getattr(self, name)) for name in self.names())}
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": type(self).__name__, "version": self.VERSION}
+
+    # Checks the methods' parameter classes share; the messages are the config's.
+
+    def whole(self, name: str, minimum: int = 1, optional: bool = False) -> None:
+        value = getattr(self, name)
+        if optional and value is None:
+            return
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ParamError(name, f"must be a whole number >= {minimum}, got {value!r}")
+
+    def choice(self, name: str, choices: tuple[Any, ...], hint: str = "") -> None:
+        value = getattr(self, name)
+        if value not in choices:
+            raise ParamError(name, f"{value!r} is not one of {', '.join(map(str, choices))}{hint}")
+
+    def flag(self, name: str) -> None:
+        value = getattr(self, name)
+        if not isinstance(value, bool):
+            raise ParamError(name, f"must be true or false, got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class NoParams(Params):
+    """A method without parameters."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -148,7 +210,7 @@ def _unchanged(model, _level, _params, _context):
 
 @dataclasses.dataclass(frozen=True)
 class Method:
-    """One compression method. ``params`` lists every parameter it accepts, with defaults."""
+    """One compression method. ``params`` is its parameter dataclass holding the defaults."""
 
     name: str
     description: str
@@ -158,15 +220,14 @@ class Method:
     restructure: Restructure | None = None  # rebuilds the architecture (no data) before loading weights
     train: Callable[["torch.nn.Module", "CompressionContext", "Recovery"], "torch.nn.Module"] | None = None
     level: LevelSpec | None = None  # None: the method takes no level
-    params: dict[str, Any] = dataclasses.field(default_factory=dict)
+    params: Params = NoParams()
     training: str = "optional"  # "never" (a conversion: last in a chain) | "optional" | "required"
     needs_data: bool = False  # reads training utterances even without recovery (calibration)
     cpu_only: bool = False  # its kernels exist on the CPU only
-    check: Callable[[Any, dict, str], None] | None = None  # extra config checks (level with params)
     accelerate: Restructure | None = None  # swaps in GPU kernels (torchao, semi-structured sparse) on CUDA
     reshapes: bool = False  # removes, renames or wraps modules (or builds a new model): first in a chain only
     # (float ONNX path, out path, params, context): makes the variant an ONNX Runtime graph (store, deploy.py)
-    onnx_convert: Callable[[Any, Any, dict, "CompressionContext"], None] | None = None
+    onnx_convert: Callable[[Any, Any, "Params", "CompressionContext"], None] | None = None
     version: int = 1  # of its implementation: a new version rebuilds its variants (compress params, card.json)
     # Parameter values whose model has no ONNX export (checked when an ONNX Runtime conversion follows it)
     not_exportable_with: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -185,12 +246,18 @@ class Method:
             raise ConfigError(key, f"method '{self.name}' needs levels ({self.level.describe})")
         return self.level.parse(raw, key)
 
-    def resolve_params(self, given: dict[str, Any] | None, key: str) -> dict[str, Any]:
+    def resolve_params(self, given: dict[str, Any] | None, key: str) -> Params:
+        """The defaults with ``given`` (a config's or a recipe's ``params``) replacing them, checked; errors
+        name ``key`` (``compression[0].params``) and the parameter."""
         given = dict(given or {})
-        for name in sorted(set(given) - set(self.params)):
-            known = ", ".join(sorted(self.params)) or "none"
-            raise ConfigError(f"{key}.{name}", f"method '{self.name}' has no parameter {name!r} (parameters: {known})")
-        return {**self.params, **given}
+        known = self.params.names()
+        for name in sorted(set(given) - set(known)):
+            raise ConfigError(f"{key}.{name}", f"method '{self.name}' has no parameter {name!r} "
+                                               f"(parameters: {', '.join(sorted(known)) or 'none'})")
+        try:
+            return dataclasses.replace(self.params, **given)
+        except ParamError as error:
+            raise ConfigError(f"{key}.{error.field}", str(error)) from None
 
 
 METHODS: dict[str, Method] = {}
@@ -271,6 +338,11 @@ class Step:
     def param_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in self.params}
 
+    @property
+    def typed_params(self) -> Params:
+        """The method's parameter dataclass for this step (what its functions receive)."""
+        return get(self.method).resolve_params(self.param_dict, f"{self.id}.params")
+
 
 @dataclasses.dataclass(frozen=True)
 class Recovery:
@@ -297,7 +369,7 @@ class Variant:
            recovery_steps: int = 0) -> "Variant":
         """A one-step variant with the method's default parameters filled in (tests, benchmarks)."""
         resolved = get(method).resolve_params(params, "compression")
-        return cls((Step(method, level, _frozen(resolved)),), Recovery(recovery_steps) if recovery_steps else None)
+        return cls((Step(method, level, _frozen(resolved.to_json())),), Recovery(recovery_steps) if recovery_steps else None)
 
     @property
     def id(self) -> str:
@@ -338,6 +410,11 @@ class Variant:
         return any(get(s.method).cpu_only for s in self.steps)
 
     @property
+    def param_schemas(self) -> list[dict[str, Any]]:
+        """Per step, the type and version of its parameter dataclass (card.json)."""
+        return [get(s.method).params.schema() for s in self.steps]
+
+    @property
     def versions(self) -> dict[str, int]:
         """Each step method's implementation version (card.json; the compress rule's params, so a new one rebuilds)."""
         return {s.method: get(s.method).version for s in self.steps}
@@ -352,12 +429,10 @@ def _step(entry: dict[str, Any], level: Any, key: str) -> Step:
     method = get(entry.get("method", ""), f"{key}.method")
     parsed = method.parse_level(level, f"{key}.levels")
     params = method.resolve_params(entry.get("params"), f"{key}.params")
-    if method.check is not None:
-        method.check(parsed, params, key)
     name = entry.get("name")
     if name is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", str(name)):
         raise ConfigError(f"{key}.name", f"{name!r}: use letters, digits, '_', '.', '-' (it names files)")
-    return Step(method.name, parsed, _frozen(params), name)
+    return Step(method.name, parsed, _frozen(params.to_json()), name)
 
 
 def _recovery(entry: dict[str, Any] | None, key: str) -> Recovery | None:

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
+from .methods import TargetParams
 from .packing import nm_patterns_of, record_nm_pattern
 from .pruning import keep_mask, prunable_weights
 from .registry import nm_pattern, step_key
@@ -59,11 +60,11 @@ def _step_key(level: Any) -> str:
     return f"compression[{step_key('nm_sparsity', str(level))}]"
 
 
-def _targets(model: torch.nn.Module, m: int, params: dict[str, Any], key: str) -> list[tuple[str, torch.nn.Module]]:
+def _targets(model: torch.nn.Module, m: int, params: TargetParams, key: str) -> list[tuple[str, torch.nn.Module]]:
     """The weights to sparsify; every one's input width must split into groups of M."""
-    targets = prunable_weights(model, bool(params["include_conv"]), params["exclude"])
+    targets = prunable_weights(model, bool(params.include_conv), params.exclude)
     if not targets:
-        raise ConfigError(f"{key}.params.exclude", f"no weight left to sparsify (exclude={params['exclude']!r})")
+        raise ConfigError(f"{key}.params.exclude", f"no weight left to sparsify (exclude={list(params.exclude)!r})")
     ragged = [f"{name} (input width {input_width(module.weight)})" for name, module in targets
               if input_width(module.weight) % m]
     if ragged:
@@ -73,7 +74,7 @@ def _targets(model: torch.nn.Module, m: int, params: dict[str, Any], key: str) -
     return targets
 
 
-def nm_prepare(model: torch.nn.Module, level: Any, params: dict[str, Any], context: Any) -> torch.nn.Module:
+def nm_prepare(model: torch.nn.Module, level: Any, params: TargetParams, context: Any) -> torch.nn.Module:
     """Mask every targeted weight to the N:M pattern and record the pattern per state-dict key."""
     key = _step_key(level)
     n, m = parse_pattern(level, f"{key}.levels")
@@ -122,7 +123,7 @@ class SemiStructuredLinear(torch.nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, semi-structured 2:4"
 
 
-def semi_structured(model: torch.nn.Module, _level: Any, _params: dict[str, Any],
+def semi_structured(model: torch.nn.Module, _level: Any, _params: TargetParams,
                     meta: dict[str, Any]) -> torch.nn.Module:
     """On CUDA, swap each N:M-sparse ``nn.Linear`` that fits 2:4 for :class:`SemiStructuredLinear`.
 

@@ -20,7 +20,7 @@ from .. import distributed
 from ..device import model_dtype
 from ..deploy import ONNX_FILE, OnnxCTCModel, check_graph, export_onnx, onnx_weight_bytes
 from ..cost import cost_input, count_parameters, directory_bytes, measure_cost
-from ..errors import PipelineError
+from ..errors import ConfigError, PipelineError
 from ..io import atomic_directory, read_json, write_json
 from ..models import load_pretrained_dir, save_model_dir
 from ..training import fingerprint
@@ -52,7 +52,7 @@ def build_variant_model(
     metas: list[dict[str, Any]] = []
     for step in variant.steps:
         context.meta = {}
-        model = get(step.method).prepare(model, step.level, step.param_dict, context)
+        model = get(step.method).prepare(model, step.level, step.typed_params, context)
         metas.append(context.meta)
     trainers = [(i, get(s.method)) for i, s in enumerate(variant.steps) if get(s.method).train is not None]
     if trainers:
@@ -63,7 +63,7 @@ def build_variant_model(
         context.fine_tune(model, variant.recovery)
     for step, meta in zip(variant.steps, metas):
         context.meta = meta
-        model = get(step.method).finalize(model.eval(), step.level, step.param_dict, context)
+        model = get(step.method).finalize(model.eval(), step.level, step.typed_params, context)
     return model.eval(), metas
 
 
@@ -124,6 +124,7 @@ def compress(
             "level": variant.level,
             "recipe": variant.to_json(),
             "method_versions": variant.versions,
+            "param_schemas": variant.param_schemas,
             "steps_meta": metas,
             "storage": storage,
             "cpu_only": cpu_only,
@@ -183,7 +184,7 @@ def _write_graph(model: torch.nn.Module, variant: Variant, context: CompressionC
     export_onnx(model, float_path, variant.id)
     check_graph(model, float_path, variant.id)
     last = variant.steps[-1]
-    get(last.method).onnx_convert(float_path, staging / ONNX_FILE, last.param_dict, context)
+    get(last.method).onnx_convert(float_path, staging / ONNX_FILE, last.typed_params, context)
     float_path.unlink()
 
 
@@ -217,7 +218,7 @@ def accelerate(model: torch.nn.Module, variant: Variant, metas: list[dict[str, A
     for step, meta in zip(variant.steps, metas):
         swap = get(step.method).accelerate
         if swap is not None:
-            model = swap(model, step.level, step.param_dict, meta)
+            model = swap(model, step.level, step.typed_params, meta)
     return model
 
 
@@ -225,11 +226,17 @@ def _check_versions(variant_dir: Path, card: dict[str, Any]) -> None:
     """A folder made by an older implementation of one of its methods (a card without ``method_versions`` is
     version 1) cannot be read by this one: say so, rather than fail on the state dict's keys."""
     built = card.get("method_versions") or {}
-    for method, version in Variant.from_json(card["recipe"]).versions.items():
+    variant = Variant.from_json(card["recipe"])
+    for method, version in variant.versions.items():
         if built.get(method, 1) != version:
             raise PipelineError(f"{variant_dir}: made by version {built.get(method, 1)} of method {method!r}, which is "
                                 f"now version {version} (docs/compression.md): delete the folder, or rerun "
                                 "snakemake, which rebuilds it")
+    for step in variant.steps:  # cards from before the parameter dataclasses hold the same plain dicts
+        try:
+            step.typed_params
+        except ConfigError as error:
+            raise PipelineError(f"{variant_dir / CARD}: the recipe's parameters no longer parse: {error}") from None
 
 
 def _load_cpu(variant_dir: str | os.PathLike[str]):
@@ -247,7 +254,7 @@ def _load_cpu(variant_dir: str | os.PathLike[str]):
     for step, meta in zip(variant.steps, card["steps_meta"]):
         restructure = get(step.method).restructure
         if restructure is not None:
-            model = restructure(model, step.level, step.param_dict, meta)
+            model = restructure(model, step.level, step.typed_params, meta)
     # Our own file, written by compress (a folder of an older method version was refused above).
     state = torch.load(variant_dir / STATE_DICT, map_location="cpu", weights_only=False)
     model.load_state_dict(state, strict=True)

@@ -42,6 +42,7 @@ from ..decoding import model_inputs
 from ..errors import ConfigError
 from ..training import TrainHooks
 from .methods import STRUCTURE_KINDS as KINDS
+from .methods import L0Params, MagnitudeStructuredParams, StructuredParams, TaylorParams
 from .registry import Recovery
 
 if TYPE_CHECKING:
@@ -564,14 +565,14 @@ def plan_removal(found: Sequence[Structure], scores: Sequence[np.ndarray], sizes
 # Meta: what was kept and what it costs
 
 
-def record(meta: dict[str, Any], model: nn.Module, costs: CostModel, baseline: Sizes, params: Mapping[str, Any],
+def record(meta: dict[str, Any], model: nn.Module, costs: CostModel, baseline: Sizes, params: StructuredParams,
            kept_heads: list[list[int]]) -> None:
     """Kept sizes (what ``restructure`` replays), kept head indices, and achieved cost fractions."""
     sizes = sizes_of(model)
     before_params, before_macs = int(costs.params(baseline)), int(costs.macs(baseline))
     after_params, after_macs = int(costs.params(sizes)), int(costs.macs(sizes))
     meta.update(
-        budget=params["budget"], prune=list(params["prune"]), reference_seconds=REFERENCE_SECONDS,
+        budget=params.budget, prune=list(params.prune), reference_seconds=REFERENCE_SECONDS,
         sizes=sizes.to_json(), baseline_sizes=baseline.to_json(), kept_heads=kept_heads,
         params=after_params, baseline_params=before_params, params_removed=round(1 - after_params / before_params, 6),
         macs=after_macs, baseline_macs=before_macs, macs_removed=round(1 - after_macs / before_macs, 6),
@@ -582,7 +583,7 @@ def _kept_heads(baseline: Sizes, keep: Keep) -> list[list[int]]:
     return [list(keep.get(("head", i), range(n))) for i, n in enumerate(baseline.head)]
 
 
-def rebuild(model: nn.Module, _level: Any, _params: dict[str, Any], meta: dict[str, Any]) -> nn.Module:
+def rebuild(model: nn.Module, _level: Any, _params: StructuredParams, meta: dict[str, Any]) -> nn.Module:
     """Cut a fresh baseline-shaped model to the recorded sizes (the weights come from the state dict)."""
     sizes, full = Sizes.from_json(meta["sizes"]), sizes_of(model)
     keep = {(kind, layer): list(range(n)) for kind in KINDS for layer, n in enumerate(sizes.of(kind))
@@ -595,27 +596,27 @@ def rebuild(model: nn.Module, _level: Any, _params: dict[str, Any], meta: dict[s
 # One-shot methods: structured (magnitude) and structured_taylor
 
 
-def prune_by_importance(model: nn.Module, level: float, params: dict[str, Any], ctx: "CompressionContext",
-                        measure: str | None = None) -> nn.Module:
-    kinds = tuple(params["prune"])
-    measure = measure or params["importance"]
+def prune_by_importance(model: nn.Module, level: float, params: MagnitudeStructuredParams | TaylorParams,
+                        ctx: "CompressionContext", measure: str | None = None) -> nn.Module:
+    kinds = tuple(params.prune)
+    measure = measure or params.importance
     check_supported(model, kinds)
     costs = CostModel.of(model, reference_samples(ctx.sample_rate))
     baseline = sizes_of(model)
     found = structures(model, kinds)
     if measure == "taylor":
-        waves = ctx.calibration_waves(int(params["calibration_utterances"]))
+        waves = ctx.calibration_waves(int(params.calibration_utterances))
         calibration_gradients(model, waves, ctx.processor, ctx.sample_rate)
     scores = [unit_importance(s, measure) for s in found]
     model.zero_grad(set_to_none=True)
-    keep = plan_removal(found, scores, baseline, costs, params["budget"], float(level))
+    keep = plan_removal(found, scores, baseline, costs, params.budget, float(level))
     apply_keep(model, keep)
     record(ctx.meta, model, costs, baseline, params, _kept_heads(baseline, keep))
     ctx.meta["importance"] = measure
     return model
 
 
-def prune_by_taylor(model: nn.Module, level: float, params: dict[str, Any], ctx: "CompressionContext") -> nn.Module:
+def prune_by_taylor(model: nn.Module, level: float, params: TaylorParams, ctx: "CompressionContext") -> nn.Module:
     return prune_by_importance(model, level, params, ctx, measure="taylor")
 
 
@@ -715,9 +716,9 @@ def gates(model: nn.Module, kinds: Sequence[str] = KINDS) -> list[tuple[Structur
     return [(s, getattr(s.owner, GATE)) for s in structures(model, kinds) if hasattr(s.owner, GATE)]
 
 
-def add_gates(model: nn.Module, level: float, params: dict[str, Any], ctx: "CompressionContext") -> nn.Module:
+def add_gates(model: nn.Module, level: float, params: L0Params, ctx: "CompressionContext") -> nn.Module:
     """Gate every unit of the chosen kinds; the cost model is taken before the gates exist."""
-    kinds = tuple(params["prune"])
+    kinds = tuple(params.prune)
     check_supported(model, kinds)
     costs = CostModel.of(model, reference_samples(ctx.sample_rate))
     baseline = sizes_of(model)
@@ -727,10 +728,10 @@ def add_gates(model: nn.Module, level: float, params: dict[str, Any], ctx: "Comp
         setattr(structure.owner, GATE, gate)
         channel_dim = 1 if isinstance(structure.reader, nn.Conv1d) else -1
         gate.handle = structure.reader.register_forward_pre_hook(_gate_hook(gate, structure.group, channel_dim))
-    budget = L0Budget(costs, baseline, params["budget"], kinds)
+    budget = L0Budget(costs, baseline, params.budget, kinds)
     setattr(model, BUDGET_MODULE, budget)
-    ctx.meta["l0"] = {"target": float(level), "reg_learning_rate": float(params["reg_learning_rate"]),
-                      "target_ramp": float(params["target_ramp"]),
+    ctx.meta["l0"] = {"target": float(level), "reg_learning_rate": float(params.reg_learning_rate),
+                      "target_ramp": float(params.target_ramp),
                       "initial_expected_removed": round(float(budget.expected_removed(model)), 6)}
     return model
 
@@ -773,7 +774,7 @@ def _probe_logits(model: nn.Module) -> torch.Tensor:
 
 
 @torch.no_grad()
-def remove_gates(model: nn.Module, level: float, params: dict[str, Any], ctx: "CompressionContext") -> nn.Module:
+def remove_gates(model: nn.Module, level: float, params: L0Params, ctx: "CompressionContext") -> nn.Module:
     """Deterministic gates folded into the readers' input columns, then the closed units removed."""
     model.eval()
     budget: L0Budget = getattr(model, BUDGET_MODULE)
