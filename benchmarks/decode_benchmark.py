@@ -67,7 +67,7 @@ from asrcompress.decode_stage import decode_test_set  # noqa: E402
 from asrcompress.decoding import (  # noqa: E402
     greedy_ctc, ids_to_text, length_sorted_batches, model_inputs, transcribe,
 )
-from asrcompress.device import pick_device  # noqa: E402
+from asrcompress.device import pick_device, synchronize  # noqa: E402
 from asrcompress.deploy import ONNX_FILE, OnnxCTCModel, quantize_dynamic_graph  # noqa: E402
 from asrcompress.export import export_variant  # noqa: E402
 from asrcompress.io import read_json, write_json  # noqa: E402
@@ -89,11 +89,6 @@ ORT_INT8_PATH = "the same graph quantized as `ort_int8` (int8 weights per channe
 # ---------------------------------------------------------------- timing
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 class ForwardClock:
     """Seconds spent inside ``module``'s forward calls (hooks), optionally keeping the logits."""
 
@@ -107,11 +102,11 @@ class ForwardClock:
     def _pre(self, module, args, kwargs) -> None:
         values = kwargs.get("input_values", args[0] if args else None)
         self.samples += values.numel() if isinstance(values, torch.Tensor) else 0  # padded samples fed in
-        _sync(self.device)
+        synchronize(self.device)
         self._started = time.perf_counter()
 
     def _post(self, module, args, output) -> None:
-        _sync(self.device)
+        synchronize(self.device)
         self.seconds += time.perf_counter() - self._started
         self.calls += 1
         if self.keep_logits:
@@ -123,10 +118,10 @@ class ForwardClock:
 
 
 def _timed(device: torch.device, fn: Callable[[], Any]) -> tuple[Any, float]:
-    _sync(device)
+    synchronize(device)
     started = time.perf_counter()
     result = fn()
-    _sync(device)
+    synchronize(device)
     return result, time.perf_counter() - started
 
 
@@ -249,23 +244,6 @@ def start_up(variant: Path, manifest: Path, device: torch.device) -> tuple[float
 # ---------------------------------------------------------------- prototypes of decoding.py changes
 
 
-def bounded_batches(lengths: Sequence[int], max_samples: int, max_padding: float) -> list[list[int]]:
-    """``length_sorted_batches`` that also closes a batch before its padding exceeds ``max_padding`` of its audio."""
-    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
-    batches: list[list[int]] = []
-    real = 0
-    for index in order:
-        n = lengths[index]
-        padded = n * (len(batches[-1]) + 1) if batches else 0
-        if batches and padded <= max_samples and padded <= (1 + max_padding) * (real + n):
-            batches[-1].append(index)
-            real += n
-        else:
-            batches.append([index])
-            real = n
-    return batches
-
-
 def _exact_forward(model, inputs: dict[str, torch.Tensor], lengths: Sequence[int],
                    device: torch.device) -> tuple[torch.Tensor, list[int], float]:
     """Logits as batch-of-one passes give them, batched where that is exact: the conv frontend runs on each
@@ -275,7 +253,7 @@ def _exact_forward(model, inputs: dict[str, torch.Tensor], lengths: Sequence[int
     values = inputs["input_values"].to(device)
     started = time.perf_counter()
     features = [base.feature_extractor(values[row: row + 1, :n]).transpose(1, 2)[0] for row, n in enumerate(lengths)]
-    _sync(device)
+    synchronize(device)
     frontend_s = time.perf_counter() - started
     frames = [f.shape[0] for f in features]
     hidden = torch.nn.utils.rnn.pad_sequence(features, batch_first=True)
@@ -311,7 +289,7 @@ def _masked_forward(model, inputs: dict[str, torch.Tensor], device: torch.device
     samples = inputs["attention_mask"].sum(-1)
     started = time.perf_counter()
     features = _masked_group_norm_frontend(base.feature_extractor, values, samples).transpose(1, 2)
-    _sync(device)
+    synchronize(device)
     frontend_s = time.perf_counter() - started
     frames = model._get_feat_extract_output_lengths(samples).tolist()
     mask = None
@@ -341,12 +319,12 @@ def prototype(model, processor, waves: Sequence[np.ndarray], batches: list[list[
     hypotheses = [""] * len(waves)
     forward_s = frontend_s = 0.0
     padded = 0
-    _sync(device)
+    synchronize(device)
     started = time.perf_counter()
     for index in batches:
         inputs = model_inputs(processor, [waves[i] for i in index], RATE)
         padded += inputs["input_values"].numel()
-        _sync(device)
+        synchronize(device)
         forward_started = time.perf_counter()
         if exact_frontend:
             logits, frames, seconds = (_masked_forward(model, inputs, device) if exact_frontend == "masked" else
@@ -358,7 +336,7 @@ def prototype(model, processor, waves: Sequence[np.ndarray], batches: list[list[
         forward_s += time.perf_counter() - forward_started
         for i, ids in zip(index, greedy_ctc(logits, frames, blank)):
             hypotheses[i] = ids_to_text(ids, tokenizer)
-    _sync(device)
+    synchronize(device)
     return Pass(hypotheses, time.perf_counter() - started, forward_s, frontend_s if exact_frontend else float("nan"),
                 len(batches), padded)
 
@@ -411,7 +389,7 @@ def make_paths(model, processor, pipe, device: torch.device, args: argparse.Name
     if int8_model is not None:
         paths[ORT_INT8_PATH] = graph(int8_model)
     if not args.no_prototypes:
-        bounded = lambda lengths: bounded_batches(lengths, max_samples, args.max_padding)  # noqa: E731
+        bounded = lambda lengths: length_sorted_batches(lengths, max_samples, args.max_padding)  # noqa: E731
         paths[f"bounded padding (<= {args.max_padding:.0%}), plain HF forward"] = proto(bounded, "")
         paths["batch of 1 (no padding)"] = proto(lambda lengths: [[i] for i in _sorted(lengths)], "")
         paths[f"exact group-norm A: conv frontend per utterance, transformer in bounded ({args.max_padding:.0%}) "

@@ -5,7 +5,8 @@ Usage: python tools/compare_runs.py RUN_A RUN_B   (each a workdir holding result
 A refactoring that claims "behaviour unchanged" runs the same config before and after and checks here that
 every deterministic artifact is identical: test sets (audio and manifests), models, hypotheses, scores, the
 language model, and every table and figure with its timing columns dropped. What holds measured time is
-left out: variant cards (latencies), decode timings, Snakemake's job records, the report's HTML, logs.
+left out: variant cards (latencies), decode timings, Snakemake's job records, the report's HTML and
+RESULTS.md (a date and a latency table; its WERs come from wer.csv, which is compared), logs.
 Exit status 0 when identical, 1 with the differing paths listed.
 """
 
@@ -36,7 +37,8 @@ def compared_files(root: Path) -> dict[str, Path]:
     files = {}
     for path in sorted(root.rglob("*")):
         relative = path.relative_to(root)
-        if not path.is_file() or path.name in TIMED_NAMES or TIMED_FOLDERS & set(relative.parts[:-1]):
+        if not path.is_file() or path.name in TIMED_NAMES or TIMED_FOLDERS & set(relative.parts[:-1]) \
+                or (path.name.startswith("RESULTS") and path.suffix == ".md"):  # its date and cost table
             continue
         if path.stem in TIMED_FIGURES or (relative.parts[0] == "figures" and path.suffix == ".pdf"):
             continue  # a PDF embeds its creation date
