@@ -1,4 +1,4 @@
-"""Seaborn figures of issue #6, made from ``tables/wer.csv`` alone.
+"""The report's seaborn figures (WER against SNR, sparsity, compute, size, latency), made from ``tables/wer.csv`` alone.
 
 Every figure in ``FIGURES`` is a function ``(table, path)``: it takes the table as ``prepare_table``
 returns it and writes one or more files (``path`` may be a list; each file's suffix picks its format).
