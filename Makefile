@@ -48,3 +48,5 @@ dag: $(STAMP)
 
 clean:
 	rm -rf results logs .snakemake
+	# Job records of runs from before they moved under results/benchmarks/.
+	rm -rf $(filter-out benchmarks/results/,$(wildcard benchmarks/*/))

@@ -42,7 +42,9 @@ def _runtime_imports(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
     found: list[ast.Import | ast.ImportFrom] = []
 
     def visit(node: ast.AST) -> None:
-        if _is_type_checking_block(node):
+        if _is_type_checking_block(node):  # its body runs for type checkers only; an else branch runs
+            for child in getattr(node, "orelse", []):
+                visit(child)
             return
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             found.append(node)

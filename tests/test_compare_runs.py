@@ -47,3 +47,15 @@ def test_a_changed_score_or_hypothesis_or_missing_file_is_reported(tmp_path):
 def test_a_folder_without_results_is_refused(tmp_path):
     result = compare(tmp_path, tmp_path)
     assert result.returncode == 2 and "no results/ folder" in result.stderr
+
+
+def test_study_tables_are_compared_without_their_latency_columns(tmp_path):
+    runs = []
+    for name, latency, wer in (("a", 10.0, 0.1), ("b", 20.0, 0.1), ("c", 10.0, 0.3)):
+        root = run_tree(tmp_path / name, wer, latency)
+        pd.DataFrame([{"variant": "none", "WER": wer, "CPU latency ms": latency, "speed-up": 1.0}]).to_csv(
+            root / "results" / "tables" / "E4.csv", index=False)
+        (root / "results" / "tables" / "E4.md").write_text(f"| CPU latency ms | {latency} |\n")
+        runs.append(root)
+    assert compare(runs[0], runs[1]).returncode == 0
+    assert "differs: tables/E4.csv" in compare(runs[0], runs[2]).stdout

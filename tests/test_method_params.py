@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 import pytest
 
@@ -81,3 +82,8 @@ def test_the_card_records_each_steps_parameter_schema_and_old_cards_still_load(b
     path.write_text(json.dumps(old))
     with pytest.raises(PipelineError, match=rf"{CARD}.*params\.retired"):
         load_variant(tmp_path / "v")
+
+
+def test_a_bad_list_is_echoed_as_the_config_wrote_it():
+    with pytest.raises(ConfigError, match=re.escape("got ['lm_head', '']")):
+        get("qat").resolve_params({"exclude": ["lm_head", ""]}, "compression[0].params")

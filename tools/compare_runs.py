@@ -4,8 +4,8 @@ Usage: python tools/compare_runs.py RUN_A RUN_B   (each a workdir holding result
 
 A refactoring that claims "behaviour unchanged" runs the same config before and after and checks here that
 every deterministic artifact is identical: test sets (audio and manifests), models, hypotheses, scores, the
-language model, and every table and figure with its timing columns dropped. What holds measured time is
-left out: variant cards (latencies), decode timings, Snakemake's job records, the report's HTML and
+language model, and every table (CSV, its timing columns dropped) and figure. What holds measured time is
+left out: the study tables' markdown (their CSVs are compared), the figures that show latency, variant cards (latencies), decode timings, Snakemake's job records, the report's HTML and
 RESULTS.md (a date and a latency table; its WERs come from wer.csv, which is compared), logs.
 Exit status 0 when identical, 1 with the differing paths listed.
 """
@@ -23,10 +23,13 @@ import pandas as pd
 # Files and folders whose content is a measurement of time (or embeds one).
 TIMED_NAMES = {"card.json", "export.json", "report.html"}
 TIMED_FOLDERS = {"timings", "benchmarks"}
-# Figures plot WER against latency and tables carry it: compared without these columns (as the SLURM test does).
+# Tables carry measured time: their CSVs are compared without these columns (wer.csv's as the SLURM test drops
+# them, and the study tables' headings of the same), their markdown twins not at all.
 TIMING_COLUMNS = ["rtf", "decode_wall_s", "cpu_latency_ms", "cpu_rtf", "gpu_latency_ms", "ort_latency_ms",
                   "compress_seconds"]
-TIMED_FIGURES = {"pareto_latency"}
+TIMED_HEADING_WORDS = ("latency", "speed-up", "speedup", "rtf", "wall")
+# Figures that plot latency (pareto_latency) or print it in their labels (distillation).
+TIMED_FIGURES = {"pareto_latency", "distillation"}
 
 
 def results_root(path: Path) -> Path:
@@ -40,15 +43,22 @@ def compared_files(root: Path) -> dict[str, Path]:
         if not path.is_file() or path.name in TIMED_NAMES or TIMED_FOLDERS & set(relative.parts[:-1]) \
                 or (path.name.startswith("RESULTS") and path.suffix == ".md"):  # its date and cost table
             continue
-        if path.stem in TIMED_FIGURES or (relative.parts[0] == "figures" and path.suffix == ".pdf"):
+        if relative.parts[0] == "figures" and (path.stem in TIMED_FIGURES or path.suffix == ".pdf"):
             continue  # a PDF embeds its creation date
+        if relative.parts[0] == "tables" and path.suffix == ".md" and path.with_suffix(".csv").exists():
+            continue  # the study table's CSV twin is compared, without its timing columns
         files[relative.as_posix()] = path
     return files
 
 
-def digest(path: Path) -> str:
-    if path.suffix == ".csv" and path.name == "wer.csv":
-        table = pd.read_csv(path, dtype=str).drop(columns=TIMING_COLUMNS, errors="ignore")
+def _timed(column: str) -> bool:
+    return column in TIMING_COLUMNS or any(word in column.lower() for word in TIMED_HEADING_WORDS)
+
+
+def digest(path: Path, name: str) -> str:
+    if path.suffix == ".csv" and name.startswith("tables/"):
+        table = pd.read_csv(path, dtype=str)
+        table = table.drop(columns=[c for c in table.columns if _timed(c)])
         buffer = io.StringIO()
         table.to_csv(buffer, index=False)
         return hashlib.sha256(buffer.getvalue().encode()).hexdigest()
@@ -60,7 +70,7 @@ def differences(run_a: Path, run_b: Path) -> list[str]:
     a, b = compared_files(results_root(run_a)), compared_files(results_root(run_b))
     lines = [f"only in {run_a}: {name}" for name in sorted(set(a) - set(b))]
     lines += [f"only in {run_b}: {name}" for name in sorted(set(b) - set(a))]
-    lines += [f"differs: {name}" for name in sorted(set(a) & set(b)) if digest(a[name]) != digest(b[name])]
+    lines += [f"differs: {name}" for name in sorted(set(a) & set(b)) if digest(a[name], name) != digest(b[name], name)]
     return lines
 
 

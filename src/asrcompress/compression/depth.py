@@ -17,7 +17,7 @@ import torch
 from ..errors import ConfigError
 from .context import CompressionContext
 from .methods import LayerRemovalParams
-from .registry import step_key
+from .registry import Params, step_key
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ class _DropProbe:
         return round(1.0 - self.layer_passes / possible, 4) if possible else None
 
 
-def start_layerdrop(model: torch.nn.Module, level: float, _params: LayerRemovalParams,
+def start_layerdrop(model: torch.nn.Module, level: float, _params: Params,
                     context: CompressionContext) -> torch.nn.Module:
     """Train with LayerDrop at ``level`` (HF's own, in the encoder's forward, training mode only)."""
     total = layer_count(model)
@@ -133,7 +133,7 @@ def start_layerdrop(model: torch.nn.Module, level: float, _params: LayerRemovalP
     return model
 
 
-def prune_evenly(model: torch.nn.Module, level: float, _params: LayerRemovalParams,
+def prune_evenly(model: torch.nn.Module, level: float, _params: Params,
                  context: CompressionContext) -> torch.nn.Module:
     """Restore the baseline's LayerDrop setting, record the rate seen in training, keep evenly spaced layers."""
     encoder = transformer_encoder(model)

@@ -32,6 +32,11 @@ CTC_HEADS = ("composed", "fresh")
 SIZE_PARAMS = ("layers", "hidden_size", "intermediate_size", "heads")
 
 
+def _as_given(value: Any) -> Any:
+    """A value as the config wrote it, for messages (YAML lists arrive as tuples here)."""
+    return list(value) if isinstance(value, tuple) else value
+
+
 def _positive_number(value: Any) -> bool:
     return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) and value > 0
 
@@ -51,7 +56,7 @@ class TargetParams(Params):
     def check(self) -> None:
         self.flag("include_conv")
         if not isinstance(self.exclude, tuple) or not all(isinstance(s, str) and s for s in self.exclude):
-            raise ParamError("exclude", f"must be a list of module-name substrings, got {self.exclude!r}")
+            raise ParamError("exclude", f"must be a list of module-name substrings, got {_as_given(self.exclude)!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,7 +170,7 @@ class DistillationParams(Params):
         targets = self.targets
         if targets is not None and (not isinstance(targets, tuple) or not targets or not all(
                 isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in targets)):
-            raise ParamError("targets", f"must be a non-empty list of teacher layer numbers, got {targets!r}")
+            raise ParamError("targets", f"must be a non-empty list of teacher layer numbers, got {_as_given(targets)!r}")
         for name in ("cos_weight", "disc_weight", "disc_temperature", "distill_learning_rate"):
             value = getattr(self, name)
             if value is None and name == "distill_learning_rate":

@@ -368,7 +368,7 @@ class Variant:
     def of(cls, method: str, level: Level | None = None, params: dict[str, Any] | None = None,
            recovery_steps: int = 0) -> "Variant":
         """A one-step variant with the method's default parameters filled in (tests, benchmarks)."""
-        resolved = get(method).resolve_params(params, "compression")
+        resolved = get(method).resolve_params(params, "compression.params")
         return cls((Step(method, level, _frozen(resolved.to_json())),), Recovery(recovery_steps) if recovery_steps else None)
 
     @property
