@@ -80,6 +80,7 @@ def main() -> None:
     args = parser.parse_args()
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="asrcompress-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
     for name in ("Snakefile", "workflow", "scripts", "config", "src", "envs"):
         source, dest = REPO / name, workdir / name
         if not dest.exists():
