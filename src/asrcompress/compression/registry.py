@@ -124,9 +124,13 @@ def step_key(method: str, level: Level) -> str:
 # Config values
 
 
+def _is_whole(value: Any, minimum: int) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int) and value >= minimum
+
+
 def require_whole(value: Any, key: str, minimum: int = 1) -> int:
     """``value`` itself, if it is an int (not a bool) >= ``minimum``; else a ConfigError naming ``key``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if not _is_whole(value, minimum):
         raise ConfigError(key, f"must be a whole number >= {minimum}, got {value!r}")
     return value
 
@@ -179,9 +183,7 @@ class Params:
 
     def whole(self, name: str, minimum: int = 1, optional: bool = False) -> None:
         value = getattr(self, name)
-        if optional and value is None:
-            return
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        if not (optional and value is None) and not _is_whole(value, minimum):
             raise ParamError(name, f"must be a whole number >= {minimum}, got {value!r}")
 
     def choice(self, name: str, choices: tuple[Any, ...], hint: str = "") -> None:
